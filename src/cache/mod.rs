@@ -1,0 +1,1 @@
+//! Semantic cache: HNSW index in memory, entries persisted in sled.

@@ -1,0 +1,14 @@
+//! deja: an LLM gateway whose edge is a semantic cache.
+//!
+//! The crate is laid out by actor and concern:
+//! - [`http`]: the actix-web front end (thin handlers, error mapping, middleware).
+//! - [`gateway`]: the domain functions the handlers call (`chat_completions`, ...).
+//! - [`providers`]: provider kinds, wire-format adapters and one pool actor per provider.
+//! - [`embed`]: the local ONNX embedder actor.
+//! - [`cache`]: the semantic cache (HNSW index in memory, entries in sled).
+//! - [`config`]: layered configuration (embedded defaults < file < env).
+//! - [`telemetry`]: logging and metrics.
+//! - [`mock`]: a mock provider speaking the OpenAI wire format, for tests and benchmarks.
+
+pub mod cache;
+pub mod embed;
