@@ -2,13 +2,19 @@
 //!
 //! The crate is laid out by actor and concern:
 //! - [`http`]: the actix-web front end (thin handlers, error mapping, middleware).
-//! - [`gateway`]: the domain functions the handlers call (`chat_completions`, ...).
+//! - [`gateway`]: the domain functions the handlers call (`forward`, `list_models`, ...).
 //! - [`providers`]: provider kinds, wire-format adapters and one pool actor per provider.
 //! - [`embed`]: the local ONNX embedder actor.
 //! - [`cache`]: the semantic cache (HNSW index in memory, entries in sled).
-//! - [`config`]: layered configuration (embedded defaults < file < env).
+//! - [`config`]: layered configuration (embedded defaults < file < env < flags).
 //! - [`telemetry`]: logging and metrics.
 //! - [`mock`]: a mock provider speaking the OpenAI wire format, for tests and benchmarks.
 
 pub mod cache;
+pub mod config;
 pub mod embed;
+pub mod gateway;
+pub mod http;
+pub mod mock;
+pub mod providers;
+pub mod telemetry;

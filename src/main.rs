@@ -1,3 +1,132 @@
-fn main() {
-    println!("deja");
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use deja::config::{self, LogFormat, Overrides};
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "deja",
+    version,
+    about = "An LLM gateway whose edge is a semantic cache"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// TOML configuration file (also DEJA_CONFIG).
+        #[arg(long, env = "DEJA_CONFIG")]
+        config: Option<PathBuf>,
+        /// Listen address (default 127.0.0.1).
+        #[arg(long)]
+        host: Option<String>,
+        /// Listen port (default 8080; also DEJA_PORT).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Where deja keeps its state (also DEJA_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Log format.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
+    },
+    /// Run a mock provider speaking the OpenAI wire format (tests, benchmarks, demos).
+    MockProvider {
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = 9090)]
+        port: u16,
+        /// Do not keep request bodies (for benchmarks).
+        #[arg(long)]
+        no_record: bool,
+        /// HTTP worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Models listed by GET /v1/models.
+        #[arg(long, value_delimiter = ',', default_value = "mock-model")]
+        models: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            config,
+            host,
+            port,
+            data_dir,
+            log_format,
+        } => {
+            let env: HashMap<String, String> = std::env::vars().collect();
+            let overrides = Overrides {
+                host,
+                port,
+                data_dir,
+                log_format: log_format.map(|f| match f {
+                    LogFormatArg::Text => LogFormat::Text,
+                    LogFormatArg::Json => LogFormat::Json,
+                }),
+            };
+            let mut cfg = config::load(config.as_deref(), &env, &overrides)?;
+            let _log = deja::telemetry::init(&cfg.telemetry);
+            let discovered = config::discover_providers(&mut cfg, &env);
+            if !discovered.is_empty() {
+                tracing::info!(providers = ?discovered, "providers discovered from the environment");
+            }
+            if cfg.providers.is_empty() {
+                tracing::warn!("no provider configured: set OPENAI_API_KEY (and OPENAI_BASE_URL) or write a [providers] table");
+            }
+            for (id, p) in &cfg.providers {
+                tracing::info!(provider = %id, kind = p.kind.as_str(), base_url = ?p.effective_base_url(), keys = p.all_keys().len(), "provider");
+            }
+            std::fs::create_dir_all(&cfg.server.data_dir).with_context(|| {
+                format!("cannot create data dir {}", cfg.server.data_dir.display())
+            })?;
+            let listener = TcpListener::bind((cfg.server.host.as_str(), cfg.server.port))
+                .with_context(|| {
+                    format!("cannot listen on {}:{}", cfg.server.host, cfg.server.port)
+                })?;
+            actix_rt::System::new().block_on(async move {
+                let running = deja::http::start(cfg, listener)?;
+                tracing::info!(addr = %running.addr, "deja listening");
+                running.server.await?;
+                tracing::info!("deja stopped");
+                anyhow::Ok(())
+            })
+        }
+        Command::MockProvider {
+            host,
+            port,
+            no_record,
+            workers,
+            models,
+        } => {
+            let listener = TcpListener::bind((host.as_str(), port))
+                .with_context(|| format!("cannot listen on {host}:{port}"))?;
+            let settings = deja::mock::MockSettings {
+                record: !no_record,
+                models,
+                workers,
+            };
+            let state = std::sync::Arc::new(deja::mock::MockState::new(&settings));
+            eprintln!("mock provider on http://{}/v1", listener.local_addr()?);
+            actix_rt::System::new().block_on(async move {
+                deja::mock::server(listener, state, settings.workers)?.await?;
+                anyhow::Ok(())
+            })
+        }
+    }
 }

@@ -1,0 +1,33 @@
+//! Errors of the gateway domain. The HTTP edge maps each to a status and an OpenAI-shaped body.
+
+use crate::providers::{ProviderError, RouteError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Malformed JSON, a missing or mistyped field.
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+    #[error(transparent)]
+    ModelNotFound(#[from] RouteError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+impl GatewayError {
+    pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
+        GatewayError::InvalidRequest {
+            message: message.into(),
+            param: param.map(str::to_owned),
+        }
+    }
+
+    pub fn invalid_at(message: impl Into<String>, param: String) -> Self {
+        GatewayError::InvalidRequest {
+            message: message.into(),
+            param: Some(param),
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The domain functions behind the HTTP handlers: validate an OpenAI-format request,
+//! route its model, call the provider through its pool, and shape the reply.
+
+mod error;
+mod stream;
+
+pub use error::GatewayError;
+pub use stream::sse_error_event;
+
+use crate::config::Config;
+use crate::providers::{
+    self, Adapter, Checkout, Endpoint, ModelRegistry, Outcome, PoolState, ProviderError,
+    ProviderKind, ProviderPool, ProviderReply, ProviderRequest, Route, Router,
+};
+use actix::prelude::*;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A running provider: its kind, adapter and pool actor.
+#[derive(Clone)]
+pub struct ProviderHandle {
+    pub id: Arc<str>,
+    pub kind: ProviderKind,
+    pub adapter: Adapter,
+    pub pool: Addr<ProviderPool>,
+}
+
+/// Everything a request needs, shared by all workers.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    router: Router,
+    providers: HashMap<String, ProviderHandle>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Pool(#[from] crate::providers::PoolError),
+}
+
+impl Gateway {
+    /// Start one pool actor per configured provider. Call inside a running actix System.
+    pub fn start(config: Config) -> Result<Arc<Self>, StartError> {
+        let registry = ModelRegistry::default();
+        let mut providers = HashMap::new();
+        for (id, pc) in &config.providers {
+            registry.add_listed(id, pc.models.clone());
+            let state = PoolState::new(id, pc)?;
+            let adapter = Adapter::for_kind(pc.kind);
+            let pool =
+                ProviderPool::new(state, adapter.clone(), pc.discover_models, registry.clone());
+            // Each pool gets its own arbiter thread so model discovery and bookkeeping
+            // never share a thread with request handling.
+            let arbiter = Arbiter::new();
+            let addr = ProviderPool::start_in_arbiter(&arbiter.handle(), move |_| pool);
+            providers.insert(
+                id.clone(),
+                ProviderHandle {
+                    id: id.as_str().into(),
+                    kind: pc.kind,
+                    adapter,
+                    pool: addr,
+                },
+            );
+        }
+        let router = Router::new(
+            config.providers.keys().cloned().collect(),
+            config.routing.aliases.clone(),
+            &config.routing.default_provider,
+            registry,
+        );
+        Ok(Arc::new(Gateway {
+            config: Arc::new(config),
+            router,
+            providers,
+        }))
+    }
+
+    /// Ready when every pool actor is running.
+    pub fn is_ready(&self) -> bool {
+        self.providers.values().all(|p| p.pool.connected())
+    }
+
+    pub fn providers(&self) -> impl Iterator<Item = &ProviderHandle> {
+        self.providers.values()
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+}
+
+/// A reply ready for the HTTP edge.
+pub struct Reply {
+    pub status: u16,
+    pub body: ReplyBody,
+    pub provider: Arc<str>,
+    /// The provider's model name that served the request.
+    pub model: String,
+    /// Time spent waiting on the provider (to the full body, or to the stream's headers).
+    pub upstream: Duration,
+}
+
+pub enum ReplyBody {
+    Json(Bytes),
+    /// SSE bytes; an upstream failure mid-stream arrives as an in-band error event.
+    Stream(BoxStream<'static, Result<Bytes, std::convert::Infallible>>),
+}
+
+/// A parsed, validated OpenAI-format request.
+pub struct ParsedRequest {
+    pub endpoint: Endpoint,
+    pub model: String,
+    pub stream: bool,
+    pub body: Map<String, Value>,
+}
+
+/// Parse and validate a request body for `endpoint`; errors say what is wrong and where.
+pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, GatewayError> {
+    if body.is_empty() {
+        return Err(GatewayError::invalid(
+            "Request body is empty; expected a JSON object.",
+            None,
+        ));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::invalid(format!("Request body is not valid JSON: {e}"), None))?;
+    let Value::Object(body) = value else {
+        return Err(GatewayError::invalid(
+            "Request body must be a JSON object.",
+            None,
+        ));
+    };
+    let model = match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        Some(Value::String(_)) | None => {
+            return Err(GatewayError::invalid(
+                "Missing required parameter: 'model'.",
+                Some("model"),
+            ))
+        }
+        Some(_) => {
+            return Err(GatewayError::invalid(
+                "'model' must be a string.",
+                Some("model"),
+            ))
+        }
+    };
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(GatewayError::invalid(
+                "'stream' must be a boolean.",
+                Some("stream"),
+            ))
+        }
+    };
+    match endpoint {
+        Endpoint::ChatCompletions => validate_messages(&body)?,
+        Endpoint::Completions => {
+            if !body.contains_key("prompt") {
+                return Err(GatewayError::invalid(
+                    "Missing required parameter: 'prompt'.",
+                    Some("prompt"),
+                ));
+            }
+        }
+        Endpoint::Embeddings => {
+            if stream {
+                return Err(GatewayError::invalid(
+                    "Embeddings cannot be streamed.",
+                    Some("stream"),
+                ));
+            }
+            match body.get("input") {
+                Some(Value::String(_)) | Some(Value::Array(_)) => {}
+                Some(_) => {
+                    return Err(GatewayError::invalid(
+                        "'input' must be a string or an array.",
+                        Some("input"),
+                    ))
+                }
+                None => {
+                    return Err(GatewayError::invalid(
+                        "Missing required parameter: 'input'.",
+                        Some("input"),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(ParsedRequest {
+        endpoint,
+        model,
+        stream,
+        body,
+    })
+}
+
+fn validate_messages(body: &Map<String, Value>) -> Result<(), GatewayError> {
+    let msgs = match body.get("messages") {
+        Some(Value::Array(a)) => a,
+        Some(_) => {
+            return Err(GatewayError::invalid(
+                "'messages' must be an array.",
+                Some("messages"),
+            ))
+        }
+        None => {
+            return Err(GatewayError::invalid(
+                "Missing required parameter: 'messages'.",
+                Some("messages"),
+            ))
+        }
+    };
+    if msgs.is_empty() {
+        return Err(GatewayError::invalid(
+            "'messages' must contain at least one message.",
+            Some("messages"),
+        ));
+    }
+    for (i, m) in msgs.iter().enumerate() {
+        let Some(obj) = m.as_object() else {
+            return Err(GatewayError::invalid_at(
+                format!("messages[{i}] must be an object."),
+                format!("messages[{i}]"),
+            ));
+        };
+        match obj.get("role") {
+            Some(Value::String(r)) if !r.is_empty() => {}
+            _ => {
+                return Err(GatewayError::invalid_at(
+                    format!("Missing required parameter: 'messages[{i}].role'."),
+                    format!("messages[{i}].role"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Forward an OpenAI-format request to the provider its model routes to.
+pub async fn forward(gw: &Gateway, endpoint: Endpoint, body: &[u8]) -> Result<Reply, GatewayError> {
+    let req = parse_request(endpoint, body)?;
+    let route = gw.router.resolve(&req.model)?;
+    call_provider(gw, &route, req).await
+}
+
+/// Call the provider of `route` with `req` (its model rewritten to the provider's name).
+pub async fn call_provider(
+    gw: &Gateway,
+    route: &Route,
+    mut req: ParsedRequest,
+) -> Result<Reply, GatewayError> {
+    let handle = gw.providers.get(&route.provider).ok_or_else(|| {
+        GatewayError::ModelNotFound(crate::providers::RouteError::UnknownModel(
+            req.model.clone(),
+        ))
+    })?;
+    req.body
+        .insert("model".into(), Value::String(route.model.clone()));
+    let preq = ProviderRequest {
+        endpoint: req.endpoint,
+        body: req.body,
+        stream: req.stream,
+    };
+    let lease = handle
+        .pool
+        .send(Checkout)
+        .await
+        .map_err(|_| ProviderError::PoolGone {
+            provider: handle.id.clone(),
+        })?;
+    let key_index = lease.key_index;
+    let started = Instant::now();
+    let result = providers::send(&handle.adapter, &handle.id, &lease, &preq).await;
+    let upstream = started.elapsed();
+    match result {
+        Ok(ProviderReply::Complete { status, body }) => {
+            handle.pool.do_send(Outcome {
+                key_index,
+                failed: false,
+            });
+            Ok(Reply {
+                status,
+                body: ReplyBody::Json(body),
+                provider: handle.id.clone(),
+                model: route.model.clone(),
+                upstream,
+            })
+        }
+        Ok(ProviderReply::Stream { stream }) => Ok(Reply {
+            status: 200,
+            body: ReplyBody::Stream(stream::reporting(stream, handle.pool.clone(), key_index)),
+            provider: handle.id.clone(),
+            model: route.model.clone(),
+            upstream,
+        }),
+        Err(e) => {
+            handle.pool.do_send(Outcome {
+                key_index,
+                failed: e.counts_against_key(),
+            });
+            Err(e.into())
+        }
+    }
+}
+
+/// `GET /v1/models`: aliases, configured and discovered models, as `provider/model`.
+pub fn list_models(gw: &Gateway) -> Value {
+    let mut data: Vec<Value> = Vec::new();
+    for (alias, target) in gw.router.aliases() {
+        data.push(json!({"id": alias, "object": "model", "created": 0, "owned_by": "deja", "deja_target": target}));
+    }
+    for (p, m) in gw.router.registry().all() {
+        data.push(
+            json!({"id": format!("{p}/{m}"), "object": "model", "created": 0, "owned_by": p}),
+        );
+    }
+    json!({"object": "list", "data": data})
+}

@@ -1,0 +1,103 @@
+//! The HTTP edge of every error: one exhaustive status match, OpenAI-shaped bodies.
+
+use crate::gateway::GatewayError;
+use crate::providers::ProviderError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error("Request body exceeds the limit of {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
+    #[error("Could not read the request body: {0}")]
+    BodyRead(String),
+    #[error("No route for {method} {path}. See the README for deja's endpoints.")]
+    RouteNotFound { method: String, path: String },
+    #[error("Method {method} is not allowed on {path}.")]
+    MethodNotAllowed { method: String, path: String },
+}
+
+impl ApiError {
+    /// OpenAI's `type` field.
+    fn kind(&self) -> &'static str {
+        match self.status_code().as_u16() {
+            401 => "authentication_error",
+            404 => "not_found_error",
+            413 | 400 | 405 => "invalid_request_error",
+            503 => "overloaded_error",
+            _ => "api_error",
+        }
+    }
+
+    fn code(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Gateway(GatewayError::ModelNotFound(_)) => Some("model_not_found"),
+            ApiError::PayloadTooLarge { .. } => Some("payload_too_large"),
+            ApiError::Gateway(GatewayError::Provider(ProviderError::Timeout { .. })) => {
+                Some("upstream_timeout")
+            }
+            ApiError::Gateway(GatewayError::Provider(ProviderError::Unreachable { .. })) => {
+                Some("upstream_unreachable")
+            }
+            _ => None,
+        }
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            ApiError::Gateway(GatewayError::InvalidRequest { param, .. }) => param.as_deref(),
+            ApiError::Gateway(GatewayError::ModelNotFound(_)) => Some("model"),
+            _ => None,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        let code = match self {
+            ApiError::Gateway(e) => match e {
+                GatewayError::InvalidRequest { .. } => 400,
+                GatewayError::ModelNotFound(_) => 404,
+                GatewayError::Provider(p) => match p {
+                    ProviderError::Unreachable { .. } => 502,
+                    ProviderError::Timeout { .. } => 504,
+                    ProviderError::Upstream { status, .. } => *status,
+                    ProviderError::InvalidResponse { .. } => 502,
+                    ProviderError::StreamInterrupted { .. } => 502,
+                    ProviderError::PoolGone { .. } => 503,
+                },
+            },
+            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::BodyRead(_) => 400,
+            ApiError::RouteNotFound { .. } => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+        };
+        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        // The provider's own error body is already OpenAI-shaped: pass it on unchanged.
+        if let ApiError::Gateway(GatewayError::Provider(ProviderError::Upstream { body, .. })) =
+            self
+        {
+            return HttpResponse::build(status)
+                .content_type("application/json")
+                .body(body.clone());
+        }
+        let body = json!({"error": {
+            "message": self.to_string(),
+            "type": self.kind(),
+            "param": self.param(),
+            "code": self.code(),
+        }});
+        let mut b = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            b.insert_header(("retry-after", "1"));
+        }
+        b.content_type("application/json").body(body.to_string())
+    }
+}

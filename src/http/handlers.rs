@@ -1,0 +1,113 @@
+//! Thin handlers: extract, call one gateway function, map the result.
+
+use super::body::read_limited;
+use super::error::ApiError;
+use super::middleware::RouteInfo;
+use super::AppState;
+use crate::gateway::{self, Reply, ReplyBody};
+use crate::providers::Endpoint;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+use std::time::Instant;
+
+pub const X_DEJA_PROVIDER: HeaderName = HeaderName::from_static("x-deja-provider");
+pub const X_DEJA_MODEL: HeaderName = HeaderName::from_static("x-deja-model");
+pub const X_DEJA_OVERHEAD_US: HeaderName = HeaderName::from_static("x-deja-overhead-us");
+
+async fn forward(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+    endpoint: Endpoint,
+) -> Result<HttpResponse, ApiError> {
+    let start = Instant::now();
+    let body = read_limited(&req, payload, state.gateway.config.server.max_body_bytes).await?;
+    let reply = gateway::forward(&state.gateway, endpoint, &body).await?;
+    Ok(respond(reply, start))
+}
+
+pub async fn chat_completions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    forward(state, req, payload, Endpoint::ChatCompletions).await
+}
+
+pub async fn completions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    forward(state, req, payload, Endpoint::Completions).await
+}
+
+pub async fn embeddings(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    forward(state, req, payload, Endpoint::Embeddings).await
+}
+
+pub async fn models(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(gateway::list_models(&state.gateway))
+}
+
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let providers = state.gateway.providers().count();
+    if state.gateway.is_ready() {
+        HttpResponse::Ok().json(json!({"status": "ready", "providers": providers}))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("retry-after", "1"))
+            .json(json!({"status": "starting", "providers": providers}))
+    }
+}
+
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    })
+}
+
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    })
+}
+
+/// Map a gateway reply to the HTTP response, with deja's headers.
+fn respond(reply: Reply, start: Instant) -> HttpResponse {
+    let overhead = start.elapsed().saturating_sub(reply.upstream).as_micros();
+    let status = actix_web::http::StatusCode::from_u16(reply.status)
+        .unwrap_or(actix_web::http::StatusCode::OK);
+    let mut b = HttpResponse::build(status);
+    if let Ok(v) = HeaderValue::from_str(&reply.provider) {
+        b.insert_header((X_DEJA_PROVIDER, v));
+    }
+    if let Ok(v) = HeaderValue::from_str(&reply.model) {
+        b.insert_header((X_DEJA_MODEL, v));
+    }
+    b.insert_header((X_DEJA_OVERHEAD_US, overhead.to_string()));
+    let info = RouteInfo {
+        provider: reply.provider,
+        model: reply.model,
+    };
+    let mut res = match reply.body {
+        ReplyBody::Json(bytes) => b.content_type("application/json").body(bytes),
+        ReplyBody::Stream(s) => b
+            .content_type("text/event-stream")
+            .insert_header(("cache-control", "no-cache"))
+            .streaming(s),
+    };
+    res.extensions_mut().insert(info);
+    res
+}

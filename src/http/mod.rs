@@ -1,0 +1,148 @@
+//! The actix-web front end: routes, one `create_app()` for main and tests, server start-up
+//! and graceful shutdown.
+
+mod body;
+pub mod error;
+mod handlers;
+pub mod middleware;
+
+pub use error::ApiError;
+pub use handlers::{X_DEJA_MODEL, X_DEJA_OVERHEAD_US, X_DEJA_PROVIDER};
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{web, App, HttpServer, Route};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Shared state for every worker.
+pub struct AppState {
+    pub gateway: Arc<Gateway>,
+}
+
+fn resource(path: &str, route: Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(handlers::method_not_allowed))
+}
+
+/// The application: every route, the request-id/log middleware and the OpenAI-shaped
+/// 404/405 fallbacks. Used by `deja serve` and by the tests.
+pub fn create_app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .wrap(actix_web::middleware::from_fn(middleware::request_context))
+        .service(resource(
+            "/v1/chat/completions",
+            web::post().to(handlers::chat_completions),
+        ))
+        .service(resource(
+            "/v1/completions",
+            web::post().to(handlers::completions),
+        ))
+        .service(resource(
+            "/v1/embeddings",
+            web::post().to(handlers::embeddings),
+        ))
+        .service(resource("/v1/models", web::get().to(handlers::models)))
+        .service(resource("/health", web::get().to(handlers::health)))
+        .service(resource("/ready", web::get().to(handlers::ready)))
+        .default_service(web::to(handlers::not_found))
+}
+
+/// A server bound and running inside the current actix System.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub handle: ServerHandle,
+    pub server: actix_web::dev::Server,
+    pub state: web::Data<AppState>,
+}
+
+/// Start the gateway's actors and bind the HTTP server on `listener`.
+/// Call inside a running actix System; await `server` to run until shutdown.
+pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    let shutdown = config.server.shutdown_timeout_secs;
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let gateway = Gateway::start(config)?;
+    let state = web::Data::new(AppState { gateway });
+    let addr = listener.local_addr()?;
+    let app_state = state.clone();
+    let server = HttpServer::new(move || create_app(app_state.clone()))
+        .workers(workers)
+        .backlog(4096)
+        .max_connection_rate(1024)
+        .keep_alive(Duration::from_secs(75))
+        .shutdown_timeout(shutdown)
+        .listen(listener)?
+        .run();
+    Ok(Running {
+        addr,
+        handle: server.handle(),
+        server,
+        state,
+    })
+}
+
+/// A server on its own thread with its own actix System: for tests, benchmarks and the
+/// embedded mock. Dropping the handle does not stop it; call `stop`.
+pub struct Spawned {
+    pub addr: SocketAddr,
+    pub handle: ServerHandle,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+impl Spawned {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful stop, then wait for the thread.
+    pub fn stop(self) {
+        let h = self.handle.clone();
+        actix_rt::System::new().block_on(h.stop(true));
+        let _ = self.thread.join();
+    }
+}
+
+/// Start the gateway on 127.0.0.1 (port 0 → a free port) on a new thread.
+pub fn spawn(mut config: Config) -> anyhow::Result<Spawned> {
+    let listener = TcpListener::bind((config.server.host.as_str(), config.server.port))?;
+    config.server.port = listener.local_addr()?.port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let sys = actix_rt::System::new();
+        sys.block_on(async move {
+            match start(config, listener) {
+                Ok(r) => {
+                    let _ = tx.send(Ok((r.addr, r.handle.clone())));
+                    let _ = r.server.await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+    });
+    let (addr, handle) = rx.recv()??;
+    Ok(Spawned {
+        addr,
+        handle,
+        thread,
+    })
+}

@@ -1,0 +1,147 @@
+//! The closed set of provider kinds deja knows, with their defaults.
+
+use serde::Deserialize;
+
+/// Which wire format an adapter speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireFormat {
+    /// OpenAI's Chat Completions / Completions / Embeddings / Models API.
+    OpenAi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    #[serde(rename = "openai")]
+    OpenAi,
+    Groq,
+    Mistral,
+    Together,
+    #[serde(rename = "deepseek")]
+    DeepSeek,
+    Xai,
+    Fireworks,
+    #[serde(rename = "openrouter")]
+    OpenRouter,
+    Perplexity,
+    Cerebras,
+    Ollama,
+    Vllm,
+    #[serde(rename = "lmstudio")]
+    LmStudio,
+    /// Any server speaking the OpenAI API at a configured `base_url`.
+    #[serde(rename = "openai-compatible")]
+    OpenAiCompatible,
+}
+
+impl ProviderKind {
+    pub const ALL: &'static [ProviderKind] = &[
+        ProviderKind::OpenAi,
+        ProviderKind::Groq,
+        ProviderKind::Mistral,
+        ProviderKind::Together,
+        ProviderKind::DeepSeek,
+        ProviderKind::Xai,
+        ProviderKind::Fireworks,
+        ProviderKind::OpenRouter,
+        ProviderKind::Perplexity,
+        ProviderKind::Cerebras,
+        ProviderKind::Ollama,
+        ProviderKind::Vllm,
+        ProviderKind::LmStudio,
+        ProviderKind::OpenAiCompatible,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Groq => "groq",
+            ProviderKind::Mistral => "mistral",
+            ProviderKind::Together => "together",
+            ProviderKind::DeepSeek => "deepseek",
+            ProviderKind::Xai => "xai",
+            ProviderKind::Fireworks => "fireworks",
+            ProviderKind::OpenRouter => "openrouter",
+            ProviderKind::Perplexity => "perplexity",
+            ProviderKind::Cerebras => "cerebras",
+            ProviderKind::Ollama => "ollama",
+            ProviderKind::Vllm => "vllm",
+            ProviderKind::LmStudio => "lmstudio",
+            ProviderKind::OpenAiCompatible => "openai-compatible",
+        }
+    }
+
+    pub fn wire_format(self) -> WireFormat {
+        match self {
+            ProviderKind::OpenAi
+            | ProviderKind::Groq
+            | ProviderKind::Mistral
+            | ProviderKind::Together
+            | ProviderKind::DeepSeek
+            | ProviderKind::Xai
+            | ProviderKind::Fireworks
+            | ProviderKind::OpenRouter
+            | ProviderKind::Perplexity
+            | ProviderKind::Cerebras
+            | ProviderKind::Ollama
+            | ProviderKind::Vllm
+            | ProviderKind::LmStudio
+            | ProviderKind::OpenAiCompatible => WireFormat::OpenAi,
+        }
+    }
+
+    /// The public endpoint (including the `/v1`-style prefix); `None` where it must be configured.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        Some(match self {
+            ProviderKind::OpenAi => "https://api.openai.com/v1",
+            ProviderKind::Groq => "https://api.groq.com/openai/v1",
+            ProviderKind::Mistral => "https://api.mistral.ai/v1",
+            ProviderKind::Together => "https://api.together.xyz/v1",
+            ProviderKind::DeepSeek => "https://api.deepseek.com/v1",
+            ProviderKind::Xai => "https://api.x.ai/v1",
+            ProviderKind::Fireworks => "https://api.fireworks.ai/inference/v1",
+            ProviderKind::OpenRouter => "https://openrouter.ai/api/v1",
+            ProviderKind::Perplexity => "https://api.perplexity.ai",
+            ProviderKind::Cerebras => "https://api.cerebras.ai/v1",
+            ProviderKind::Ollama => "http://127.0.0.1:11434/v1",
+            ProviderKind::Vllm => "http://127.0.0.1:8000/v1",
+            ProviderKind::LmStudio => "http://127.0.0.1:1234/v1",
+            ProviderKind::OpenAiCompatible => return None,
+        })
+    }
+
+    /// Environment variables the provider's own SDK reads its key from, first wins.
+    pub fn key_env_vars(self) -> Option<&'static [&'static str]> {
+        Some(match self {
+            ProviderKind::OpenAi => &["OPENAI_API_KEY"],
+            ProviderKind::Groq => &["GROQ_API_KEY"],
+            ProviderKind::Mistral => &["MISTRAL_API_KEY"],
+            ProviderKind::Together => &["TOGETHER_API_KEY"],
+            ProviderKind::DeepSeek => &["DEEPSEEK_API_KEY"],
+            ProviderKind::Xai => &["XAI_API_KEY"],
+            ProviderKind::Fireworks => &["FIREWORKS_API_KEY"],
+            ProviderKind::OpenRouter => &["OPENROUTER_API_KEY"],
+            ProviderKind::Perplexity => &["PERPLEXITY_API_KEY", "PPLX_API_KEY"],
+            ProviderKind::Cerebras => &["CEREBRAS_API_KEY"],
+            ProviderKind::Ollama
+            | ProviderKind::Vllm
+            | ProviderKind::LmStudio
+            | ProviderKind::OpenAiCompatible => return None,
+        })
+    }
+
+    /// Environment variable overriding the base URL in zero-config mode.
+    pub fn base_url_env_var(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::OpenAi => Some("OPENAI_BASE_URL"),
+            ProviderKind::Groq => Some("GROQ_BASE_URL"),
+            ProviderKind::Mistral => Some("MISTRAL_BASE_URL"),
+            _ => None,
+        }
+    }
+
+    /// Hosted APIs refuse requests without a key; local servers do not need one.
+    pub fn requires_key(self) -> bool {
+        self.key_env_vars().is_some()
+    }
+}

@@ -1,0 +1,253 @@
+//! Providers: a closed enum of kinds, a translation trait per wire format, and one pool
+//! actor per configured provider holding its HTTP client and keys.
+//!
+//! Every adapter takes an OpenAI-format request and answers in OpenAI format (JSON or SSE
+//! chunks); [`send`] is the shared driver that applies timeouts and maps transport errors.
+
+mod kind;
+mod openai;
+mod pool;
+mod router;
+
+pub use kind::{ProviderKind, WireFormat};
+pub use openai::OpenAiAdapter;
+pub use pool::{
+    Checkout, KeyStats, Lease, Outcome, PoolError, PoolState, PoolStats, ProviderPool, Stats,
+};
+pub use router::{ModelRegistry, Route, RouteError, Router};
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The OpenAI-shaped endpoints deja forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// Path below the provider's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// An OpenAI-format request on its way to a provider; `body.model` is already the
+/// provider's own model name.
+#[derive(Debug, Clone)]
+pub struct ProviderRequest {
+    pub endpoint: Endpoint,
+    pub body: Map<String, Value>,
+    pub stream: bool,
+}
+
+pub type ChunkStream = BoxStream<'static, Result<Bytes, ProviderError>>;
+
+/// What a provider answered, already in OpenAI format.
+pub enum ProviderReply {
+    /// A complete JSON body (2xx).
+    Complete { status: u16, body: Bytes },
+    /// SSE bytes (`data: {...}\n\n` ... `data: [DONE]\n\n`), passed on as they arrive.
+    Stream { stream: ChunkStream },
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    #[error("provider `{provider}` is unreachable: {message}")]
+    Unreachable { provider: Arc<str>, message: String },
+    #[error("provider `{provider}` did not answer within {secs}s")]
+    Timeout { provider: Arc<str>, secs: f64 },
+    /// The provider's own error (4xx/5xx); `body` is already OpenAI-shaped JSON.
+    #[error("provider `{provider}` answered HTTP {status}")]
+    Upstream {
+        provider: Arc<str>,
+        status: u16,
+        body: Bytes,
+    },
+    #[error("provider `{provider}` sent an invalid response: {message}")]
+    InvalidResponse { provider: Arc<str>, message: String },
+    #[error("provider `{provider}` stream ended before completion: {message}")]
+    StreamInterrupted { provider: Arc<str>, message: String },
+    #[error("provider `{provider}` is not running")]
+    PoolGone { provider: Arc<str> },
+}
+
+impl ProviderError {
+    /// Whether the failure counts against the key that was used.
+    pub fn counts_against_key(&self) -> bool {
+        match self {
+            ProviderError::Upstream { status, .. } => {
+                matches!(status, 401 | 403 | 429) || *status >= 500
+            }
+            ProviderError::Unreachable { .. }
+            | ProviderError::Timeout { .. }
+            | ProviderError::StreamInterrupted { .. } => true,
+            ProviderError::InvalidResponse { .. } | ProviderError::PoolGone { .. } => false,
+        }
+    }
+
+    fn from_reqwest(provider: &Arc<str>, e: reqwest::Error, timeout: Duration) -> Self {
+        if e.is_timeout() {
+            ProviderError::Timeout {
+                provider: provider.clone(),
+                secs: timeout.as_secs_f64(),
+            }
+        } else if e.is_decode() {
+            ProviderError::InvalidResponse {
+                provider: provider.clone(),
+                message: e.to_string(),
+            }
+        } else {
+            // Strip the URL: it may carry a key in its query string for some providers.
+            ProviderError::Unreachable {
+                provider: provider.clone(),
+                message: error_chain(&e.without_url()),
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// Translation between OpenAI format and one provider wire format.
+pub trait ProviderAdapter: Send + Sync {
+    /// Build the HTTP request for `req` (URL, auth, body translated to the wire format).
+    fn build_request(
+        &self,
+        lease: &Lease,
+        req: &ProviderRequest,
+    ) -> Result<reqwest::RequestBuilder, ProviderError>;
+
+    /// Turn a 2xx non-streaming response body into an OpenAI-format body.
+    fn translate_response(
+        &self,
+        provider: &Arc<str>,
+        endpoint: Endpoint,
+        body: Bytes,
+    ) -> Result<Bytes, ProviderError>;
+
+    /// Turn a 2xx streaming response into OpenAI SSE chunks.
+    fn translate_stream(&self, provider: &Arc<str>, resp: reqwest::Response) -> ChunkStream;
+
+    /// Turn a provider error response into an OpenAI-shaped error.
+    fn translate_error(&self, provider: &Arc<str>, status: u16, body: Bytes) -> ProviderError;
+
+    /// The provider's model list (`GET /models`).
+    fn list_models(
+        &self,
+        lease: &Lease,
+    ) -> impl Future<Output = Result<Vec<String>, ProviderError>> + Send;
+}
+
+/// The adapters deja has, one per wire format. A closed enum: adding a wire format is a
+/// compile error everywhere it must be handled.
+#[derive(Debug, Clone)]
+pub enum Adapter {
+    OpenAi(OpenAiAdapter),
+}
+
+impl Adapter {
+    pub fn for_kind(kind: ProviderKind) -> Self {
+        match kind.wire_format() {
+            WireFormat::OpenAi => Adapter::OpenAi(OpenAiAdapter),
+        }
+    }
+}
+
+/// Send `req` with `lease` through `adapter`: the shared driver for every provider.
+pub async fn send(
+    adapter: &Adapter,
+    provider: &Arc<str>,
+    lease: &Lease,
+    req: &ProviderRequest,
+) -> Result<ProviderReply, ProviderError> {
+    match adapter {
+        Adapter::OpenAi(a) => send_with(a, provider, lease, req).await,
+    }
+}
+
+async fn send_with<A: ProviderAdapter>(
+    a: &A,
+    provider: &Arc<str>,
+    lease: &Lease,
+    req: &ProviderRequest,
+) -> Result<ProviderReply, ProviderError> {
+    let builder = a.build_request(lease, req)?;
+    let timeout = lease.timeout;
+    let fut = async {
+        let resp = builder
+            .send()
+            .await
+            .map_err(|e| ProviderError::from_reqwest(provider, e, timeout))?;
+        let status = resp.status().as_u16();
+        if !resp.status().is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(a.translate_error(provider, status, body));
+        }
+        if req.stream {
+            return Ok(ProviderReply::Stream {
+                stream: a.translate_stream(provider, resp),
+            });
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ProviderError::from_reqwest(provider, e, timeout))?;
+        let body = a.translate_response(provider, req.endpoint, body)?;
+        Ok(ProviderReply::Complete { status, body })
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ProviderError::Timeout {
+            provider: provider.clone(),
+            secs: timeout.as_secs_f64(),
+        }),
+    }
+}
+
+/// The provider's model list through `adapter`.
+pub async fn list_models(adapter: &Adapter, lease: &Lease) -> Result<Vec<String>, ProviderError> {
+    match adapter {
+        Adapter::OpenAi(a) => a.list_models(lease).await,
+    }
+}
+
+/// Pass SSE bytes through unchanged, turning a transport error into
+/// [`ProviderError::StreamInterrupted`] and ending the stream after it.
+pub(crate) fn passthrough_stream(provider: &Arc<str>, resp: reqwest::Response) -> ChunkStream {
+    let provider = provider.clone();
+    let mut failed = false;
+    resp.bytes_stream()
+        .map(move |r| {
+            r.map_err(|e| ProviderError::StreamInterrupted {
+                provider: provider.clone(),
+                message: error_chain(&e.without_url()),
+            })
+        })
+        .take_while(move |r| {
+            let go = !failed;
+            failed |= r.is_err();
+            std::future::ready(go)
+        })
+        .boxed()
+}

@@ -1,0 +1,140 @@
+//! The OpenAI wire format: OpenAI itself and every OpenAI-compatible server (Groq,
+//! Mistral, Together, DeepSeek, xAI, Fireworks, OpenRouter, Perplexity, Cerebras, Ollama,
+//! vLLM, LM Studio, custom). Requests and responses pass through unchanged but for `model`.
+
+use super::{
+    passthrough_stream, ChunkStream, Endpoint, Lease, ProviderAdapter, ProviderError,
+    ProviderRequest,
+};
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenAiAdapter;
+
+impl ProviderAdapter for OpenAiAdapter {
+    fn build_request(
+        &self,
+        lease: &Lease,
+        req: &ProviderRequest,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let body = serde_json::to_vec(&req.body).map_err(|e| ProviderError::InvalidResponse {
+            provider: lease.provider.clone(),
+            message: format!("cannot encode request: {e}"),
+        })?;
+        let url = format!("{}{}", lease.base_url, req.endpoint.path());
+        let mut b = lease
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if req.stream {
+            b = b.header(reqwest::header::ACCEPT, "text/event-stream");
+        }
+        Ok(lease.authorize(b))
+    }
+
+    fn translate_response(
+        &self,
+        _provider: &Arc<str>,
+        _endpoint: Endpoint,
+        body: Bytes,
+    ) -> Result<Bytes, ProviderError> {
+        Ok(body)
+    }
+
+    fn translate_stream(&self, provider: &Arc<str>, resp: reqwest::Response) -> ChunkStream {
+        passthrough_stream(provider, resp)
+    }
+
+    fn translate_error(&self, provider: &Arc<str>, status: u16, body: Bytes) -> ProviderError {
+        ProviderError::Upstream {
+            provider: provider.clone(),
+            status,
+            body: openai_error_body(provider, status, body),
+        }
+    }
+
+    async fn list_models(&self, lease: &Lease) -> Result<Vec<String>, ProviderError> {
+        let url = format!("{}/models", lease.base_url);
+        let resp = lease
+            .authorize(lease.client.get(url))
+            .timeout(lease.timeout.min(std::time::Duration::from_secs(10)))
+            .send()
+            .await
+            .map_err(|e| ProviderError::from_reqwest(&lease.provider, e, lease.timeout))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.unwrap_or_default();
+        if !(200..300).contains(&status) {
+            return Err(self.translate_error(&lease.provider, status, body));
+        }
+        let v: Value =
+            serde_json::from_slice(&body).map_err(|e| ProviderError::InvalidResponse {
+                provider: lease.provider.clone(),
+                message: format!("model list is not JSON: {e}"),
+            })?;
+        Ok(v.get("data")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.get("id").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// Keep an OpenAI-shaped error body as it is; wrap anything else in that shape with the
+/// provider's text, so the client always sees `{"error": {...}}`.
+pub(crate) fn openai_error_body(provider: &str, status: u16, body: Bytes) -> Bytes {
+    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+        if v.get("error").is_some_and(Value::is_object) {
+            return body;
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let text = text.trim();
+    let snippet: String = text.chars().take(500).collect();
+    let message = if snippet.is_empty() {
+        format!("provider `{provider}` answered HTTP {status}")
+    } else {
+        format!("provider `{provider}` answered HTTP {status}: {snippet}")
+    };
+    let kind = if status >= 500 {
+        "upstream_error"
+    } else {
+        "invalid_request_error"
+    };
+    Bytes::from(
+        json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
+            .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_shaped_errors_pass_unchanged() {
+        let body = Bytes::from_static(br#"{"error":{"message":"bad key","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#);
+        assert_eq!(openai_error_body("p", 401, body.clone()), body);
+    }
+
+    #[test]
+    fn other_errors_are_wrapped_with_the_text() {
+        let out = openai_error_body(
+            "p",
+            503,
+            Bytes::from_static(b"<html>Service Unavailable</html>"),
+        );
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("503") && msg.contains("Service Unavailable"),
+            "{msg}"
+        );
+        assert_eq!(v["error"]["type"], "upstream_error");
+    }
+}

@@ -1,0 +1,29 @@
+//! Logging through `tracing`: human-readable by default, JSON on request; written by a
+//! background thread so request handling never blocks on stdout.
+
+use crate::config::{LogFormat, TelemetryConfig};
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+
+/// Install the global subscriber. Keep the guard alive until exit (it flushes the log).
+pub fn init(cfg: &TelemetryConfig) -> WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .finish(std::io::stderr());
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let res = match cfg.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    if let Err(e) = res {
+        eprintln!("logging already initialised: {e}");
+    }
+    guard
+}
