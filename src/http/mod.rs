@@ -114,10 +114,15 @@ impl Spawned {
 
     /// Graceful stop, then wait for the thread.
     pub fn stop(self) {
-        let h = self.handle.clone();
-        actix_rt::System::new().block_on(h.stop(true));
+        stop_server(self.handle.clone(), true);
         let _ = self.thread.join();
     }
+}
+
+/// Stop a server from any thread, even one already driving an async runtime.
+pub fn stop_server(handle: ServerHandle, graceful: bool) {
+    let t = std::thread::spawn(move || actix_rt::System::new().block_on(handle.stop(graceful)));
+    let _ = t.join();
 }
 
 /// Start the gateway on 127.0.0.1 (port 0 → a free port) on a new thread.

@@ -398,7 +398,9 @@ async fn handle(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let (drop_after, delay) = match behaviour {
-        Behaviour::DropMidStream { after_chunks } => (Some(after_chunks), None),
+        Behaviour::DropMidStream { after_chunks } => {
+            (Some(after_chunks), Some(Duration::from_millis(20)))
+        }
         Behaviour::SlowStream { ms } => (None, Some(Duration::from_millis(ms))),
         _ => (None, None),
     };
@@ -525,8 +527,7 @@ impl MockProvider {
 
 impl Drop for MockProvider {
     fn drop(&mut self) {
-        let h = self.handle.clone();
-        actix_rt::System::new().block_on(h.stop(false));
+        crate::http::stop_server(self.handle.clone(), false);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

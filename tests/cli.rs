@@ -1,0 +1,191 @@
+//! The `deja` binary itself: zero-config start-up, config errors, JSON logs without
+//! secrets, graceful shutdown on SIGTERM.
+
+use deja::mock::{Behaviour, MockProvider, MockSettings};
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn deja() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deja"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DEJA__DISCOVERY__PROBE_OLLAMA", "false");
+    c
+}
+
+fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(r) = raw::blocking_get(&format!("http://127.0.0.1:{port}/ready")) {
+            if r == 200 {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("deja did not become ready on port {port}");
+}
+
+mod raw {
+    /// A tiny blocking GET over std, so this test needs no extra runtime.
+    pub fn blocking_get(url: &str) -> std::io::Result<u16> {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        let mut s = std::net::TcpStream::connect(host)?;
+        write!(
+            s,
+            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf)?;
+        Ok(buf
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+fn post_chat(port: u16, content: &str) -> (u16, String) {
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]})
+        .to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = String::new();
+    std::io::Read::read_to_string(&mut s, &mut buf).unwrap();
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, buf)
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn zero_config_honours_openai_base_url_and_logs_json_without_secrets() {
+    let mock = MockProvider::start(MockSettings::default()).unwrap();
+    let port = free_port();
+    let data = tempfile::tempdir().unwrap();
+    let child = deja()
+        .args(["serve", "--port", &port.to_string(), "--log-format", "json"])
+        .env("OPENAI_API_KEY", "sk-secret-zero-config")
+        .env("OPENAI_BASE_URL", mock.base_url())
+        .env("DEJA_DATA_DIR", data.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Kill(child);
+    wait_ready(port);
+    let (code, body) = post_chat(port, "private question text");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("Mock answer to: private question text"));
+    assert_eq!(
+        mock.state.requests()[0].authorization.as_deref(),
+        Some("Bearer sk-secret-zero-config")
+    );
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "exit on SIGTERM: {status:?}");
+    let mut logs = String::new();
+    for line in BufReader::new(child.0.stderr.take().unwrap()).lines() {
+        logs.push_str(&line.unwrap());
+        logs.push('\n');
+    }
+    let request_line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "request" && v["route"] == "/v1/chat/completions")
+        .unwrap_or_else(|| panic!("no JSON request log line in:\n{logs}"));
+    assert_eq!(request_line["status"], 200);
+    assert_eq!(request_line["provider"], "openai");
+    assert_eq!(request_line["model"], "gpt-4o-mini");
+    assert!(request_line["request_id"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    assert!(request_line["latency_us"].as_u64().is_some());
+    assert!(
+        !logs.contains("sk-secret-zero-config"),
+        "API key leaked into logs"
+    );
+    assert!(
+        !logs.contains("private question text"),
+        "prompt text leaked into logs"
+    );
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let mock = MockProvider::start(MockSettings::default()).unwrap();
+    mock.state.set_behaviour(Behaviour::Stall { ms: 1500 });
+    let port = free_port();
+    let child = deja()
+        .args(["serve", "--port", &port.to_string()])
+        .env("OPENAI_API_KEY", "sk-x")
+        .env("OPENAI_BASE_URL", mock.base_url())
+        .env("DEJA_DATA_DIR", tempfile::tempdir().unwrap().path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Kill(child);
+    wait_ready(port);
+    let inflight = std::thread::spawn(move || post_chat(port, "slow one"));
+    // Wait until the request reached the provider, then ask deja to stop.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mock.state.stats().calls == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(mock.state.stats().calls, 1);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    let (code, body) = inflight.join().unwrap();
+    assert_eq!(code, 200, "in-flight request finished: {body}");
+    assert!(child.0.wait().unwrap().success());
+    // And the listener is gone.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn unknown_config_key_fails_start_up_naming_file_and_field() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(b"[server]\nport = 1\n[providers.x]\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\nbase_ulr = \"typo\"\n").unwrap();
+    let out = deja()
+        .args(["serve", "--config"])
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&f.path().display().to_string()), "{err}");
+    assert!(
+        err.contains("providers.x") && err.contains("base_ulr") && err.contains("expected one of"),
+        "{err}"
+    );
+}

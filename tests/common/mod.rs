@@ -1,0 +1,83 @@
+//! Shared test harness: a real mock provider and the real gateway on free ports.
+#![allow(dead_code)]
+
+use deja::config::{self, Config, Overrides};
+use deja::http::Spawned;
+use deja::mock::{MockProvider, MockSettings};
+use std::collections::HashMap;
+use std::io::Write;
+
+/// Build a config from TOML text exactly as `deja serve --config` would (port 0).
+pub fn config_from(toml_text: &str, env: &[(&str, &str)]) -> Config {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(toml_text.as_bytes()).unwrap();
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let overrides = Overrides {
+        port: Some(0),
+        ..Default::default()
+    };
+    config::load(Some(f.path()), &env, &overrides).unwrap()
+}
+
+pub struct Harness {
+    pub mock: MockProvider,
+    pub gw: Option<Spawned>,
+    pub client: reqwest::Client,
+}
+
+impl Harness {
+    /// One mock provider named `mock` (openai-compatible) plus `extra` TOML.
+    pub fn start(extra: &str) -> Self {
+        Self::start_with(MockSettings::default(), extra)
+    }
+
+    pub fn start_with(settings: MockSettings, extra: &str) -> Self {
+        let mock = MockProvider::start(settings).unwrap();
+        let toml_text = format!(
+            "[providers.mock]\nkind = \"openai-compatible\"\nbase_url = \"{}\"\napi_key = \"sk-mock\"\ntimeout_secs = 5\n{extra}",
+            mock.base_url()
+        );
+        let gw = deja::http::spawn(config_from(&toml_text, &[])).unwrap();
+        Harness {
+            mock,
+            gw: Some(gw),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.gw.as_ref().unwrap().url(), path)
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(gw) = self.gw.take() {
+            gw.stop();
+        }
+    }
+}
+
+pub fn chat(model: &str, content: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": content}]})
+}
+
+/// Parse an SSE body into its `data:` payloads.
+pub fn sse_data(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,59 @@
+"""Fixtures: the real deja binary and its mock provider on free ports."""
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEJA = os.environ.get("DEJA_BIN", os.path.join(ROOT, "target", "debug", "deja"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer")
+
+
+@pytest.fixture(scope="session")
+def mock_provider():
+    port = free_port()
+    p = subprocess.Popen([DEJA, "mock-provider", "--port", str(port)], stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/v1/models")
+    yield f"http://127.0.0.1:{port}"
+    p.terminate()
+    p.wait(10)
+
+
+@pytest.fixture(scope="session")
+def deja(mock_provider, tmp_path_factory):
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "OPENAI_API_KEY": "sk-e2e",
+        "OPENAI_BASE_URL": f"{mock_provider}/v1",
+        "DEJA_DATA_DIR": str(tmp_path_factory.mktemp("deja-data")),
+        "DEJA__DISCOVERY__PROBE_OLLAMA": "false",
+    }
+    for k in ("ORT_DYLIB_PATH", "DEJA_ADMIN_TOKEN"):
+        if k in os.environ:
+            env[k] = os.environ[k]
+    p = subprocess.Popen([DEJA, "serve", "--port", str(port)], env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/ready")
+    yield f"http://127.0.0.1:{port}"
+    p.terminate()
+    p.wait(30)
