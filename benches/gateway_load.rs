@@ -1,0 +1,310 @@
+//! Load benchmark: the same load against the mock provider directly and through deja, in
+//! one run, for non-streaming and streaming chat completions.
+//!
+//! - open loop at a fixed rate (default 2,000 req/s): latency measured from each request's
+//!   scheduled send time (no coordinated omission); deja's added latency = through - direct;
+//! - closed loop: N concurrent connections as fast as they go: maximum throughput.
+//!
+//! Both servers run as real processes (`deja serve` with its default logging to a file,
+//! `deja mock-provider --no-record`); the load generator is a single-threaded tokio
+//! runtime in this process. Run: `scripts/bench-gateway` (or
+//! `cargo bench --bench gateway_load -- --seconds 10 --rate 2000 --concurrency 64`).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Args {
+    seconds: f64,
+    rate: f64,
+    concurrency: usize,
+    deja_workers: usize,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        seconds: 10.0,
+        rate: 2000.0,
+        concurrency: 64,
+        deja_workers: 0,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let v = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--seconds" => a.seconds = v.parse().expect("--seconds N"),
+            "--rate" => a.rate = v.parse().expect("--rate N"),
+            "--concurrency" => a.concurrency = v.parse().expect("--concurrency N"),
+            "--deja-workers" => a.deja_workers = v.parse().expect("--deja-workers N"),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_up(port: u16, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let _ = write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server on {port} did not come up");
+}
+
+#[derive(Default)]
+struct Sample {
+    latencies_us: Vec<u64>,
+    overhead_us: Vec<u64>,
+    errors: usize,
+}
+
+fn pct(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+async fn one(client: &reqwest::Client, url: &str, body: &Arc<Vec<u8>>) -> Result<Option<u64>, ()> {
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.as_ref().clone())
+        .send()
+        .await
+        .map_err(|_| ())?;
+    if !r.status().is_success() {
+        return Err(());
+    }
+    let overhead = r
+        .headers()
+        .get("x-deja-overhead-us")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    r.bytes().await.map_err(|_| ())?;
+    Ok(overhead)
+}
+
+async fn open_loop(
+    client: &reqwest::Client,
+    url: &str,
+    body: Arc<Vec<u8>>,
+    rate: f64,
+    seconds: f64,
+) -> Sample {
+    let n = (rate * seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = tokio::time::Instant::now() + Duration::from_millis(20);
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let scheduled = start + interval * i as u32;
+        tokio::time::sleep_until(scheduled).await;
+        let (c, u, b) = (client.clone(), url.to_owned(), body.clone());
+        handles.push(tokio::spawn(async move {
+            let r = one(&c, &u, &b).await;
+            (r, scheduled.elapsed().as_micros() as u64)
+        }));
+    }
+    let mut s = Sample::default();
+    for h in handles {
+        match h.await.unwrap() {
+            (Ok(o), lat) => {
+                s.latencies_us.push(lat);
+                s.overhead_us.extend(o);
+            }
+            (Err(()), _) => s.errors += 1,
+        }
+    }
+    s.latencies_us.sort_unstable();
+    s.overhead_us.sort_unstable();
+    s
+}
+
+async fn closed_loop(
+    client: &reqwest::Client,
+    url: &str,
+    body: Arc<Vec<u8>>,
+    conc: usize,
+    seconds: f64,
+) -> (f64, usize) {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..conc {
+        let (c, u, b) = (client.clone(), url.to_owned(), body.clone());
+        handles.push(tokio::spawn(async move {
+            let (mut ok, mut err) = (0usize, 0usize);
+            while Instant::now() < deadline {
+                match one(&c, &u, &b).await {
+                    Ok(_) => ok += 1,
+                    Err(()) => err += 1,
+                }
+            }
+            (ok, err)
+        }));
+    }
+    let (mut ok, mut err) = (0, 0);
+    for h in handles {
+        let (o, e) = h.await.unwrap();
+        ok += o;
+        err += e;
+    }
+    (ok as f64 / started.elapsed().as_secs_f64(), err)
+}
+
+fn main() {
+    let args = parse_args();
+    let exe = env!("CARGO_BIN_EXE_deja");
+    let mock_port = free_port();
+    let _mock = Proc(
+        Command::new(exe)
+            .args([
+                "mock-provider",
+                "--port",
+                &mock_port.to_string(),
+                "--no-record",
+                "--workers",
+                "1",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mock"),
+    );
+    wait_up(mock_port, "/v1/models");
+    let deja_port = free_port();
+    let data = std::env::temp_dir().join(format!("deja-bench-{}", std::process::id()));
+    let log = std::fs::File::create(std::env::temp_dir().join("deja-bench.log")).unwrap();
+    let _deja = Proc(
+        Command::new(exe)
+            .args(["serve", "--port", &deja_port.to_string()])
+            .env("OPENAI_API_KEY", "sk-bench")
+            .env(
+                "OPENAI_BASE_URL",
+                format!("http://127.0.0.1:{mock_port}/v1"),
+            )
+            .env("DEJA_DATA_DIR", &data)
+            .env("DEJA__SERVER__WORKERS", args.deja_workers.to_string())
+            .env("DEJA__DISCOVERY__PROBE_OLLAMA", "false")
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start deja"),
+    );
+    wait_up(deja_port, "/ready");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .tcp_nodelay(true)
+        .build()
+        .unwrap();
+    let direct = format!("http://127.0.0.1:{mock_port}/v1/chat/completions");
+    let through = format!("http://127.0.0.1:{deja_port}/v1/chat/completions");
+    println!(
+        "machine: {} cores; {} s per phase; open loop {} req/s; closed loop {} connections",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.seconds,
+        args.rate,
+        args.concurrency
+    );
+    println!();
+    println!("| mode | target | p50 µs | p90 µs | p99 µs | max µs | errors | closed-loop req/s |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for stream in [false, true] {
+        let body = serde_json::json!({
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "What are your opening hours on weekends?"}],
+            "stream": stream,
+        });
+        let body = Arc::new(serde_json::to_vec(&body).unwrap());
+        let mode = if stream { "streaming" } else { "non-streaming" };
+        rt.block_on(async {
+            // Warm both paths (connections, caches).
+            open_loop(&client, &direct, body.clone(), args.rate, 1.0).await;
+            open_loop(&client, &through, body.clone(), args.rate, 1.0).await;
+            let d = open_loop(&client, &direct, body.clone(), args.rate, args.seconds).await;
+            let t = open_loop(&client, &through, body.clone(), args.rate, args.seconds).await;
+            let (d_rps, d_err) = closed_loop(
+                &client,
+                &direct,
+                body.clone(),
+                args.concurrency,
+                args.seconds,
+            )
+            .await;
+            let (t_rps, t_err) = closed_loop(
+                &client,
+                &through,
+                body.clone(),
+                args.concurrency,
+                args.seconds,
+            )
+            .await;
+            for (name, s, rps, cerr) in [
+                ("mock direct", &d, d_rps, d_err),
+                ("through deja", &t, t_rps, t_err),
+            ] {
+                let l = &s.latencies_us;
+                println!(
+                    "| {mode} | {name} | {} | {} | {} | {} | {} | {:.0} |",
+                    pct(l, 0.5),
+                    pct(l, 0.9),
+                    pct(l, 0.99),
+                    l.last().copied().unwrap_or(0),
+                    s.errors + cerr,
+                    rps
+                );
+            }
+            let added = |p: f64| pct(&t.latencies_us, p) as i64 - pct(&d.latencies_us, p) as i64;
+            println!(
+                "| {mode} | **added by deja** | {} | {} | {} | | | |",
+                added(0.5),
+                added(0.9),
+                added(0.99)
+            );
+            println!(
+                "| {mode} | deja self-measured (x-deja-overhead-us) | {} | {} | {} | {} | | |",
+                pct(&t.overhead_us, 0.5),
+                pct(&t.overhead_us, 0.9),
+                pct(&t.overhead_us, 0.99),
+                t.overhead_us.last().copied().unwrap_or(0)
+            );
+        });
+    }
+    let _ = std::fs::remove_dir_all(&data);
+}
