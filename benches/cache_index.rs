@@ -53,6 +53,8 @@ fn noise(rng: &mut StdRng) -> f32 {
     (0..4).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>() * 0.5
 }
 
+type Gen = Box<dyn FnMut(&mut StdRng) -> Vec<f32>>;
+
 struct Data {
     name: String,
     base: Vec<Vec<f32>>,
@@ -90,7 +92,7 @@ fn load_data(n: usize, nq: usize) -> Data {
         };
     }
     let kind = std::env::var("DEJA_BENCH_DATA").unwrap_or_else(|_| "clustered".into());
-    let mut gen: Box<dyn FnMut(&mut StdRng) -> Vec<f32>> = if kind == "uniform" {
+    let mut gen: Gen = if kind == "uniform" {
         Box::new(|rng: &mut StdRng| {
             let mut v: Vec<f32> = (0..DIMS).map(|_| noise(rng)).collect();
             normalize(&mut v);

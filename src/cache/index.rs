@@ -90,11 +90,14 @@ pub(crate) fn normalized(v: &[f32], dims: usize) -> Result<Vec<f32>, CacheError>
         .map(|&x| (x as f64) * (x as f64))
         .sum::<f64>()
         .sqrt();
-    if !(norm > 1e-12) || !norm.is_finite() {
+    if norm.is_nan() || norm <= 1e-12 || !norm.is_finite() {
         return Err(CacheError::InvalidVector("zero or overflowing norm"));
     }
     Ok(v.iter().map(|&x| (x as f64 / norm) as f32).collect())
 }
+
+/// `(id, unit vector)` rows.
+pub(crate) type Rows = Vec<(u64, Vec<f32>)>;
 
 pub(crate) type Graph = Hnsw<'static, f32, ClampedCosine>;
 
@@ -136,7 +139,7 @@ pub(crate) struct PartIndex {
     /// `Some` while a rebuild of this partition is in flight: inserts made
     /// meanwhile are recorded here and replayed into the new graph. The mutex
     /// also serialises inserts against the swap.
-    pending: Mutex<Option<Vec<(u64, Vec<f32>)>>>,
+    pending: Mutex<Option<Rows>>,
 }
 
 impl PartIndex {

@@ -16,7 +16,7 @@
 //! The LRU/FIFO order lives in memory (a `BTreeSet<(order_ms, id)>` rebuilt
 //! at start-up from `entries` and `hits`), so hits cost one small sled write.
 
-use super::index::{self, PartIndex, RawHit, VectorIndex};
+use super::index::{self, PartIndex, RawHit, Rows, VectorIndex};
 use super::{
     CacheConfig, CacheError, CacheResult, CacheStats, Candidate, Entry, EntryFilter, EntrySummary,
     EvictionPolicy, ExactKey, IndexState, ListPage, NewEntry, RebuildReport, SweepReport,
@@ -278,9 +278,6 @@ impl Record<'_> {
 }
 
 // ---------------------------------------------------------------- store
-
-/// Rows of one partition to build a graph from.
-type Rows = Vec<(u64, Vec<f32>)>;
 
 impl CacheStore {
     /// Opens (or creates) the database in `dir` and builds the index from it.
