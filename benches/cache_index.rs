@@ -1,0 +1,321 @@
+//! Cache index benchmark: start-up rebuild time, memory per entry, search
+//! latency (p50/p99) and recall@1 against brute force, at N entries (100k by
+//! default), plus criterion timings of search and exact lookup.
+//!
+//! ```text
+//! cargo bench --bench cache_index
+//! DEJA_BENCH_N=20000 cargo bench --bench cache_index          # smaller
+//! DEJA_BENCH_VECTORS=emb.f32 cargo bench --bench cache_index  # real embeddings
+//! DEJA_BENCH_DATA=uniform cargo bench --bench cache_index     # random unit vectors
+//! DEJA_BENCH_EF=16,32,64,128 ...  # ef_search values to report
+//! DEJA_BENCH_M=16 DEJA_BENCH_EFC=100 ...  # graph parameters
+//! ```
+//!
+//! `DEJA_BENCH_VECTORS` is raw little-endian f32 rows of 384; the first N rows
+//! are stored and the next rows (or, if too few, stored rows with noise) are
+//! queries. Without it, vectors are synthetic: clustered (default) or uniform.
+
+use criterion::Criterion;
+use deja::cache::{dot, CacheConfig, CacheStore, ExactKey, NewEntry};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use std::time::{Duration, Instant};
+
+const DIMS: usize = 384;
+const CHILD_ENV: &str = "DEJA_BENCH_CHILD_OPEN";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn config() -> CacheConfig {
+    let mut c = CacheConfig {
+        max_entries: u64::MAX,
+        max_bytes: u64::MAX,
+        ..CacheConfig::default()
+    };
+    c.hnsw.max_nb_connection = env_usize("DEJA_BENCH_M", c.hnsw.max_nb_connection);
+    c.hnsw.ef_construction = env_usize("DEJA_BENCH_EFC", c.hnsw.ef_construction);
+    c
+}
+
+fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+/// Approximately normal noise (sum of uniforms).
+fn noise(rng: &mut StdRng) -> f32 {
+    (0..4).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>() * 0.5
+}
+
+type Gen = Box<dyn FnMut(&mut StdRng) -> Vec<f32>>;
+
+struct Data {
+    name: String,
+    base: Vec<Vec<f32>>,
+    queries: Vec<Vec<f32>>,
+}
+
+fn load_data(n: usize, nq: usize) -> Data {
+    let mut rng = StdRng::seed_from_u64(42);
+    if let Ok(path) = std::env::var("DEJA_BENCH_VECTORS") {
+        let bytes = std::fs::read(&path).expect("read DEJA_BENCH_VECTORS");
+        let mut rows: Vec<Vec<f32>> = bytes
+            .chunks_exact(DIMS * 4)
+            .map(|r| {
+                let mut v: Vec<f32> = r
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                normalize(&mut v);
+                v
+            })
+            .collect();
+        let n = n.min(rows.len());
+        let mut queries = rows.split_off(n);
+        queries.truncate(nq);
+        while queries.len() < nq {
+            let mut q = rows[rng.random_range(0..n)].clone();
+            q.iter_mut().for_each(|x| *x += 0.02 * noise(&mut rng));
+            normalize(&mut q);
+            queries.push(q);
+        }
+        return Data {
+            name: format!("file {path}"),
+            base: rows,
+            queries,
+        };
+    }
+    let kind = std::env::var("DEJA_BENCH_DATA").unwrap_or_else(|_| "clustered".into());
+    let mut gen: Gen = if kind == "uniform" {
+        Box::new(|rng: &mut StdRng| {
+            let mut v: Vec<f32> = (0..DIMS).map(|_| noise(rng)).collect();
+            normalize(&mut v);
+            v
+        })
+    } else {
+        // 2000 topics; each vector = topic centre + noise, like embeddings of
+        // prompts that cluster by subject.
+        let centres: Vec<Vec<f32>> = (0..2000)
+            .map(|_| {
+                let mut v: Vec<f32> = (0..DIMS).map(|_| noise(&mut rng)).collect();
+                normalize(&mut v);
+                v
+            })
+            .collect();
+        Box::new(move |rng: &mut StdRng| {
+            let c = &centres[rng.random_range(0..centres.len())];
+            let mut v: Vec<f32> = c.iter().map(|x| x + 0.06 * noise(rng)).collect();
+            normalize(&mut v);
+            v
+        })
+    };
+    let base = (0..n).map(|_| gen(&mut rng)).collect();
+    let queries = (0..nq).map(|_| gen(&mut rng)).collect();
+    Data {
+        name: format!("synthetic {kind}"),
+        base,
+        queries,
+    }
+}
+
+fn entry(i: usize, v: &[f32]) -> NewEntry {
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    NewEntry {
+        partition: "gpt-4o-mini|t=0|default".into(),
+        namespace: "default".into(),
+        model: "gpt-4o-mini".into(),
+        prompt_text: format!("user: how do I do thing number {i} in a typical way?"),
+        exact_key: ExactKey(k),
+        vector: v.to_vec(),
+        response: serde_json::json!({
+            "id": format!("chatcmpl-{i}"), "object": "chat.completion", "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+              "content": "A typical answer of a few sentences. ".repeat(8)}}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 70, "total_tokens": 90}
+        }),
+        ttl_secs: None,
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|x| x.parse().unwrap_or(0)))
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Child mode: open the store in a fresh process, print timing and memory.
+fn child_open(dir: &str) {
+    let before = rss_kib();
+    let t = Instant::now();
+    let store = CacheStore::open(dir, config()).expect("open");
+    let secs = t.elapsed().as_secs_f64();
+    let after = rss_kib();
+    println!(
+        "CHILD entries={} open_s={secs:.3} rss_before_kib={before} rss_after_kib={after}",
+        store.len()
+    );
+}
+
+fn main() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        child_open(&dir);
+        return;
+    }
+    let n = env_usize("DEJA_BENCH_N", 100_000);
+    let nq = env_usize("DEJA_BENCH_QUERIES", 10_000);
+    let n_recall = env_usize("DEJA_BENCH_RECALL_QUERIES", 1_000).min(nq);
+    let efs: Vec<usize> = std::env::var("DEJA_BENCH_EF")
+        .unwrap_or_else(|_| "16,32,64,128".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let cfg = config();
+    println!(
+        "== cache_index bench: N={n} dims={DIMS} queries={nq} m={} ef_construction={} threads={}",
+        cfg.hnsw.max_nb_connection,
+        cfg.hnsw.ef_construction,
+        rayon::current_num_threads()
+    );
+    let data = load_data(n, nq);
+    let n = data.base.len();
+    println!("data: {} ({n} rows)", data.name);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 1. fill through the normal insert path (batches of 1000, flushed)
+    {
+        let store = CacheStore::open(dir.path(), config()).expect("open");
+        let t = Instant::now();
+        for (b, chunk) in data.base.chunks(1000).enumerate() {
+            let batch = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, v)| entry(b * 1000 + i, v))
+                .collect();
+            store.insert_batch(batch, 1).expect("insert");
+        }
+        let s = t.elapsed().as_secs_f64();
+        let st = store.stats();
+        println!(
+            "insert: {n} entries in {s:.2} s ({:.0}/s, batches of 1000 with flush); sled bytes accounted {:.1} MiB ({} B/entry)",
+            n as f64 / s,
+            st.bytes as f64 / 1048576.0,
+            st.bytes / n as u64
+        );
+    }
+    // 2. start-up rebuild in a fresh process (time + memory)
+    let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .env(CHILD_ENV, dir.path())
+        .output()
+        .expect("child");
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("CHILD"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    let field = |k: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|f| {
+                f.strip_prefix(&format!("{k}="))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(f64::NAN)
+    };
+    let rss = field("rss_after_kib") - field("rss_before_kib");
+    println!(
+        "startup: open + rebuild of {} entries: {:.2} s; RSS +{:.0} MiB = {:.0} bytes/entry (graph + vectors + sled cache)",
+        field("entries"),
+        field("open_s"),
+        rss / 1024.0,
+        rss * 1024.0 / n as f64
+    );
+
+    // 3. search latency and recall in this process
+    let store = CacheStore::open(dir.path(), config()).expect("open");
+    let part = "gpt-4o-mini|t=0|default";
+    let truth: Vec<(usize, f32)> = data.queries[..n_recall]
+        .par_iter()
+        .map(|q| {
+            data.base
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i, dot(q, v)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap_or((0, 0.0))
+        })
+        .collect();
+    // ids are assigned in insertion order; map id -> row through get()
+    let id_to_row = |id: u64| -> usize {
+        let e = store.get(id, 1).expect("get").expect("live");
+        u64::from_le_bytes(e.exact_key.0[..8].try_into().unwrap()) as usize
+    };
+    for &ef in &efs {
+        store.set_ef_search(ef);
+        let mut lat = Vec::with_capacity(nq);
+        let mut top: Vec<u64> = Vec::with_capacity(nq);
+        for q in &data.queries {
+            let t = Instant::now();
+            let r = store.search(q, part, 1, 1).expect("search");
+            lat.push(t.elapsed());
+            top.push(r.first().map(|c| c.id).unwrap_or(u64::MAX));
+        }
+        let mut hits = 0;
+        for (i, (row, sim)) in truth.iter().enumerate() {
+            let got = id_to_row(top[i]);
+            // ties (same similarity) count as found
+            if got == *row || (dot(&data.queries[i], &data.base[got]) - sim).abs() < 1e-6 {
+                hits += 1;
+            }
+        }
+        lat.sort();
+        let mean = lat.iter().sum::<Duration>() / lat.len() as u32;
+        println!(
+            "search k=1 ef_search={ef}: recall@1={:.4} ({hits}/{n_recall}) p50={:?} p99={:?} mean={:?} max={:?}",
+            hits as f64 / n_recall as f64,
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            mean,
+            lat[lat.len() - 1]
+        );
+    }
+
+    // 4. criterion timings at the default ef_search
+    store.set_ef_search(store.config().hnsw.ef_search);
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1));
+    let mut i = 0;
+    c.bench_function(&format!("search_k5_n{n}"), |b| {
+        b.iter(|| {
+            i = (i + 1) % data.queries.len();
+            store.search(&data.queries[i], part, 5, 1).expect("search")
+        })
+    });
+    let mut j = 0u64;
+    c.bench_function(&format!("get_exact_n{n}"), |b| {
+        b.iter(|| {
+            j = (j + 7919) % n as u64;
+            let mut k = [0u8; 32];
+            k[..8].copy_from_slice(&j.to_le_bytes());
+            store.get_exact(&ExactKey(k), 1).expect("get")
+        })
+    });
+    c.final_summary();
+}

@@ -1,0 +1,240 @@
+//! The writer actor and the handle the rest of the gateway uses.
+
+use super::{
+    CacheError, CacheResult, CacheStore, Candidate, Entry, EntryFilter, ExactKey, NewEntry,
+    RebuildReport, SweepReport,
+};
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Clock in unix milliseconds (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Owns all mutations of a [`CacheStore`]. Runs on its own [`Arbiter`] (sled
+/// flushes block), sweeps expiry and limits every `sweep_interval_secs`, and
+/// starts an index rebuild on a separate thread when tombstones pile up.
+pub struct CacheWriter {
+    store: Arc<CacheStore>,
+    clock: Clock,
+}
+
+impl CacheWriter {
+    pub fn new(store: Arc<CacheStore>, clock: Clock) -> Self {
+        Self { store, clock }
+    }
+
+    fn periodic(&mut self) {
+        match self.store.sweep((self.clock)()) {
+            Ok(r) if r.expired + r.evicted > 0 => {
+                tracing::debug!(expired = r.expired, evicted = r.evicted, "cache sweep")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cache sweep failed"),
+        }
+        if self.store.needs_rebuild() {
+            spawn_rebuild(self.store.clone(), false, |r| {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "cache index rebuild failed")
+                }
+            });
+        }
+    }
+}
+
+fn spawn_rebuild(
+    store: Arc<CacheStore>,
+    force: bool,
+    done: impl FnOnce(CacheResult<Option<RebuildReport>>) + Send + 'static,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("cache-rebuild".into())
+        .spawn(move || done(store.rebuild(force)));
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot spawn cache rebuild thread");
+    }
+}
+
+impl Actor for CacheWriter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let every = Duration::from_secs(self.store.config().sweep_interval_secs.max(1));
+        ctx.run_interval(every, |act, _| act.periodic());
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "cache flush at shutdown failed");
+        }
+    }
+}
+
+/// Stores a batch (flushed before the reply); replies with the new ids.
+#[derive(Message, Debug)]
+#[rtype(result = "CacheResult<Vec<u64>>")]
+pub struct Insert(pub Vec<NewEntry>);
+
+/// Deletes one entry; `Err(NotFound)` if it is not live.
+#[derive(Message, Debug)]
+#[rtype(result = "CacheResult<()>")]
+pub struct Delete(pub u64);
+
+/// Deletes every entry matching the filter; replies with the count.
+#[derive(Message, Debug)]
+#[rtype(result = "CacheResult<u64>")]
+pub struct DeleteWhere(pub EntryFilter);
+
+/// Counts a hit (fire-and-forget).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RecordHit(pub u64);
+
+/// Runs an expiry + eviction sweep now.
+#[derive(Message, Debug)]
+#[rtype(result = "CacheResult<SweepReport>")]
+pub struct Sweep;
+
+/// Rebuilds the index (the partitions that need it, or all with `force`) on
+/// a separate thread; replies when it is swapped in. `Ok(None)`: nothing
+/// needed or a rebuild was already running.
+#[derive(Message, Debug)]
+#[rtype(result = "CacheResult<Option<RebuildReport>>")]
+pub struct Rebuild {
+    pub force: bool,
+}
+
+impl Handler<Insert> for CacheWriter {
+    type Result = CacheResult<Vec<u64>>;
+    fn handle(&mut self, msg: Insert, _: &mut Self::Context) -> Self::Result {
+        self.store.insert_batch(msg.0, (self.clock)())
+    }
+}
+
+impl Handler<Delete> for CacheWriter {
+    type Result = CacheResult<()>;
+    fn handle(&mut self, msg: Delete, _: &mut Self::Context) -> Self::Result {
+        self.store.delete(msg.0)
+    }
+}
+
+impl Handler<DeleteWhere> for CacheWriter {
+    type Result = CacheResult<u64>;
+    fn handle(&mut self, msg: DeleteWhere, _: &mut Self::Context) -> Self::Result {
+        self.store.delete_where(&msg.0)
+    }
+}
+
+impl Handler<RecordHit> for CacheWriter {
+    type Result = ();
+    fn handle(&mut self, msg: RecordHit, _: &mut Self::Context) {
+        if let Err(e) = self.store.record_hit(msg.0, (self.clock)()) {
+            tracing::warn!(id = msg.0, error = %e, "cannot record cache hit");
+        }
+    }
+}
+
+impl Handler<Sweep> for CacheWriter {
+    type Result = CacheResult<SweepReport>;
+    fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
+        self.store.sweep((self.clock)())
+    }
+}
+
+impl Handler<Rebuild> for CacheWriter {
+    type Result = ResponseFuture<CacheResult<Option<RebuildReport>>>;
+    fn handle(&mut self, msg: Rebuild, _: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        spawn_rebuild(self.store.clone(), msg.force, move |r| {
+            let _ = tx.send(r);
+        });
+        Box::pin(async move { rx.await.map_err(|_| CacheError::WriterGone)? })
+    }
+}
+
+/// What the rest of the gateway holds: reads go straight to the shared
+/// store, writes to the writer actor. Cheap to clone.
+#[derive(Clone)]
+pub struct CacheHandle {
+    pub store: Arc<CacheStore>,
+    pub writer: Addr<CacheWriter>,
+    clock: Clock,
+}
+
+impl CacheHandle {
+    /// Starts the writer on a new arbiter. Must be called inside a running
+    /// actix `System`.
+    pub fn start(store: Arc<CacheStore>) -> Self {
+        Self::start_with_clock(store, Arc::new(super::now_ms))
+    }
+
+    /// Like [`CacheHandle::start`] with an injected clock.
+    pub fn start_with_clock(store: Arc<CacheStore>, clock: Clock) -> Self {
+        let arbiter = Arbiter::new();
+        let (s, c) = (store.clone(), clock.clone());
+        let writer =
+            CacheWriter::start_in_arbiter(&arbiter.handle(), move |_| CacheWriter::new(s, c));
+        Self {
+            store,
+            writer,
+            clock,
+        }
+    }
+
+    /// Current time of the handle's clock.
+    pub fn now_ms(&self) -> u64 {
+        (self.clock)()
+    }
+
+    pub fn get(&self, id: u64) -> CacheResult<Option<Entry>> {
+        self.store.get(id, self.now_ms())
+    }
+
+    pub fn get_exact(&self, key: &ExactKey) -> CacheResult<Option<Entry>> {
+        self.store.get_exact(key, self.now_ms())
+    }
+
+    pub fn search(&self, vector: &[f32], partition: &str, k: usize) -> CacheResult<Vec<Candidate>> {
+        self.store.search(vector, partition, k, self.now_ms())
+    }
+
+    pub async fn insert(&self, batch: Vec<NewEntry>) -> CacheResult<Vec<u64>> {
+        self.writer
+            .send(Insert(batch))
+            .await
+            .map_err(|_| CacheError::WriterGone)?
+    }
+
+    pub async fn delete(&self, id: u64) -> CacheResult<()> {
+        self.writer
+            .send(Delete(id))
+            .await
+            .map_err(|_| CacheError::WriterGone)?
+    }
+
+    pub async fn delete_where(&self, filter: EntryFilter) -> CacheResult<u64> {
+        self.writer
+            .send(DeleteWhere(filter))
+            .await
+            .map_err(|_| CacheError::WriterGone)?
+    }
+
+    pub async fn sweep(&self) -> CacheResult<SweepReport> {
+        self.writer
+            .send(Sweep)
+            .await
+            .map_err(|_| CacheError::WriterGone)?
+    }
+
+    pub async fn rebuild(&self, force: bool) -> CacheResult<Option<RebuildReport>> {
+        self.writer
+            .send(Rebuild { force })
+            .await
+            .map_err(|_| CacheError::WriterGone)?
+    }
+
+    /// Fire-and-forget hit recording.
+    pub fn record_hit(&self, id: u64) {
+        self.writer.do_send(RecordHit(id));
+    }
+}
