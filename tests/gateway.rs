@@ -4,6 +4,8 @@
 mod common;
 
 use common::{chat, config_from, sse_data, Harness};
+
+const NO_CACHE: &[(&str, &str)] = &[("DEJA__CACHE__ENABLED", "false")];
 use deja::mock::{Behaviour, MockProvider, MockSettings};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -304,7 +306,7 @@ async fn model_addressing_alias_listed_default_and_unknown() {
             a.base_url(),
             b.base_url()
         ),
-        &[],
+        NO_CACHE,
     );
     let gw = deja::http::spawn(cfg).unwrap();
     let client = reqwest::Client::new();
@@ -528,7 +530,7 @@ async fn unreachable_upstream_is_502_and_stalled_is_504() {
     mock.state.set_behaviour(Behaviour::Stall { ms: 3000 });
     let cfg = config_from(
         &format!("[providers.slow]\nkind = \"openai-compatible\"\nbase_url = \"{}\"\ntimeout_secs = 0.3\ndiscover_models = false\n", mock.base_url()),
-        &[],
+        NO_CACHE,
     );
     let gw = deja::http::spawn(cfg).unwrap();
     let client = reqwest::Client::new();

@@ -69,6 +69,14 @@ pub struct CacheConfig {
     pub sweep_interval_secs: u64,
     /// HNSW parameters.
     pub hnsw: HnswConfig,
+    /// Cosine similarity at or above which the nearest entry is a candidate
+    /// (per request: `x-deja-cache-threshold`). Chosen from measurements: README.
+    pub similarity_threshold: f32,
+    /// Candidates considered per lookup (a paraphrase ranked second may be the
+    /// right entry when the first is refused).
+    pub top_k: usize,
+    /// Also store responses cut short (`finish_reason` `length`, `content_filter`).
+    pub store_truncated: bool,
 }
 
 impl Default for CacheConfig {
@@ -83,6 +91,9 @@ impl Default for CacheConfig {
             rebuild_tombstone_ratio: 0.2,
             sweep_interval_secs: 30,
             hnsw: HnswConfig::default(),
+            similarity_threshold: 0.80,
+            top_k: 5,
+            store_truncated: false,
         }
     }
 }
@@ -102,6 +113,12 @@ impl CacheConfig {
         }
         if !(self.rebuild_tombstone_ratio > 0.0 && self.rebuild_tombstone_ratio <= 1.0) {
             return bad("rebuild_tombstone_ratio must be in (0, 1]");
+        }
+        if !(self.similarity_threshold > 0.0 && self.similarity_threshold <= 1.0) {
+            return bad("similarity_threshold must be in (0, 1]");
+        }
+        if self.top_k == 0 || self.top_k > 100 {
+            return bad("top_k must be in 1..=100");
         }
         if self.sweep_interval_secs == 0 {
             return bad("sweep_interval_secs must be > 0");

@@ -27,6 +27,12 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// The semantic cache (`[cache]`, `[cache.hnsw]`).
+    #[serde(default)]
+    pub cache: crate::cache::CacheConfig,
+    /// The local embedding model (`[embedder]`).
+    #[serde(default)]
+    pub embedder: crate::embed::EmbedderConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -456,6 +462,14 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
             }
         }
     }
+    config
+        .cache
+        .validate()
+        .map_err(|e| ("cache".to_owned(), e.to_string()))?;
+    config
+        .embedder
+        .validate()
+        .map_err(|e| ("embedder".to_owned(), e.to_string()))?;
     if config.server.max_body_bytes == 0 {
         return Err((
             "server.max_body_bytes".into(),

@@ -14,6 +14,15 @@ pub enum GatewayError {
     ModelNotFound(#[from] RouteError),
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// A bounded queue (the embedder's) is full: retry later.
+    #[error("deja's {what} is overloaded; retry after {retry_after_secs}s.")]
+    Overloaded {
+        what: &'static str,
+        retry_after_secs: u64,
+    },
+    /// The cache or embedder failed (the request cannot be served as asked).
+    #[error("cache error: {0}")]
+    Cache(String),
 }
 
 impl GatewayError {

@@ -1,9 +1,12 @@
 //! The domain functions behind the HTTP handlers: validate an OpenAI-format request,
 //! route its model, call the provider through its pool, and shape the reply.
 
+pub mod cached;
 mod error;
 mod stream;
+pub mod verify;
 
+pub use cached::{CacheControls, CacheMeta, CacheStatus, SemanticCache};
 pub use error::GatewayError;
 pub use stream::sse_error_event;
 
@@ -34,12 +37,21 @@ pub struct Gateway {
     pub config: Arc<Config>,
     router: Router,
     providers: HashMap<String, ProviderHandle>,
+    /// `None` when `cache.enabled = false`.
+    pub cache: Option<Arc<SemanticCache>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Pool(#[from] crate::providers::PoolError),
+    #[error("cannot open the cache at {path}: {source}")]
+    Cache {
+        path: std::path::PathBuf,
+        source: crate::cache::CacheError,
+    },
+    #[error("cannot start the embedder (set cache.enabled = false to run without the semantic cache): {0}")]
+    Embedder(#[from] crate::embed::EmbedError),
 }
 
 impl Gateway {
@@ -73,10 +85,21 @@ impl Gateway {
             &config.routing.default_provider,
             registry,
         );
+        let cache = if config.cache.enabled {
+            let embedder = crate::embed::EmbedderHandle::start(config.embedder.clone())?;
+            let path = config.server.data_dir.join("cache");
+            let store = crate::cache::CacheStore::open(&path, config.cache.clone())
+                .map_err(|source| StartError::Cache { path: path.clone(), source })?;
+            let handle = crate::cache::CacheHandle::start(Arc::new(store));
+            Some(Arc::new(SemanticCache::new(handle, embedder, config.cache.clone(), verify::Judge)))
+        } else {
+            None
+        };
         Ok(Arc::new(Gateway {
             config: Arc::new(config),
             router,
             providers,
+            cache,
         }))
     }
 
@@ -103,6 +126,8 @@ pub struct Reply {
     pub model: String,
     /// Time spent waiting on the provider (to the full body, or to the stream's headers).
     pub upstream: Duration,
+    /// How the cache took part.
+    pub cache: CacheMeta,
 }
 
 pub enum ReplyBody {
@@ -244,11 +269,20 @@ fn validate_messages(body: &Map<String, Value>) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// Forward an OpenAI-format request to the provider its model routes to.
-pub async fn forward(gw: &Gateway, endpoint: Endpoint, body: &[u8]) -> Result<Reply, GatewayError> {
+/// Serve an OpenAI-format request: from the cache when it can, else from the provider
+/// its model routes to.
+pub async fn forward(
+    gw: &Gateway,
+    endpoint: Endpoint,
+    body: &[u8],
+    controls: &CacheControls,
+) -> Result<Reply, GatewayError> {
     let req = parse_request(endpoint, body)?;
     let route = gw.router.resolve(&req.model)?;
-    call_provider(gw, &route, req).await
+    match &gw.cache {
+        Some(cache) => cached::serve(cache, gw, &route, req, controls).await,
+        None => call_provider(gw, &route, req).await,
+    }
 }
 
 /// Call the provider of `route` with `req` (its model rewritten to the provider's name).
@@ -292,6 +326,7 @@ pub async fn call_provider(
                 provider: handle.id.clone(),
                 model: route.model.clone(),
                 upstream,
+                cache: CacheMeta::default(),
             })
         }
         Ok(ProviderReply::Stream { stream }) => Ok(Reply {
@@ -300,6 +335,7 @@ pub async fn call_provider(
             provider: handle.id.clone(),
             model: route.model.clone(),
             upstream,
+            cache: CacheMeta::default(),
         }),
         Err(e) => {
             handle.pool.do_send(Outcome {

@@ -69,6 +69,8 @@ impl ResponseError for ApiError {
                     ProviderError::StreamInterrupted { .. } => 502,
                     ProviderError::PoolGone { .. } => 503,
                 },
+                GatewayError::Overloaded { .. } => 503,
+                GatewayError::Cache(_) => 500,
             },
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::BodyRead(_) => 400,
@@ -95,7 +97,9 @@ impl ResponseError for ApiError {
             "code": self.code(),
         }});
         let mut b = HttpResponse::build(status);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let ApiError::Gateway(GatewayError::Overloaded { retry_after_secs, .. }) = self {
+            b.insert_header(("retry-after", retry_after_secs.to_string()));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             b.insert_header(("retry-after", "1"));
         }
         b.content_type("application/json").body(body.to_string())

@@ -4,7 +4,7 @@ use super::body::read_limited;
 use super::error::ApiError;
 use super::middleware::RouteInfo;
 use super::AppState;
-use crate::gateway::{self, Reply, ReplyBody};
+use crate::gateway::{self, CacheControls, CacheStatus, Reply, ReplyBody};
 use crate::providers::Endpoint;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -14,6 +14,10 @@ use std::time::Instant;
 pub const X_DEJA_PROVIDER: HeaderName = HeaderName::from_static("x-deja-provider");
 pub const X_DEJA_MODEL: HeaderName = HeaderName::from_static("x-deja-model");
 pub const X_DEJA_OVERHEAD_US: HeaderName = HeaderName::from_static("x-deja-overhead-us");
+pub const X_DEJA_CACHE: HeaderName = HeaderName::from_static("x-deja-cache");
+pub const X_DEJA_CACHE_SIMILARITY: HeaderName = HeaderName::from_static("x-deja-cache-similarity");
+pub const X_DEJA_CACHE_ENTRY: HeaderName = HeaderName::from_static("x-deja-cache-entry");
+pub const X_DEJA_CACHE_REFUSED: HeaderName = HeaderName::from_static("x-deja-cache-refused");
 
 async fn forward(
     state: web::Data<AppState>,
@@ -22,8 +26,9 @@ async fn forward(
     endpoint: Endpoint,
 ) -> Result<HttpResponse, ApiError> {
     let start = Instant::now();
+    let controls = CacheControls::parse(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))?;
     let body = read_limited(&req, payload, state.gateway.config.server.max_body_bytes).await?;
-    let reply = gateway::forward(&state.gateway, endpoint, &body).await?;
+    let reply = gateway::forward(&state.gateway, endpoint, &body, &controls).await?;
     Ok(respond(reply, start))
 }
 
@@ -97,6 +102,22 @@ fn respond(reply: Reply, start: Instant) -> HttpResponse {
         b.insert_header((X_DEJA_MODEL, v));
     }
     b.insert_header((X_DEJA_OVERHEAD_US, overhead.to_string()));
+    let c = &reply.cache;
+    b.insert_header((X_DEJA_CACHE, c.status.as_str()));
+    if let Some(s) = c.similarity {
+        b.insert_header((X_DEJA_CACHE_SIMILARITY, format!("{s:.4}")));
+    }
+    if let Some(id) = c.entry.filter(|_| matches!(c.status, CacheStatus::HitExact | CacheStatus::HitSemantic)) {
+        b.insert_header((X_DEJA_CACHE_ENTRY, id.to_string()));
+    }
+    if let Some(r) = &c.refused {
+        if let Ok(v) = HeaderValue::from_str(r) {
+            b.insert_header((X_DEJA_CACHE_REFUSED, v));
+        }
+    }
+    if c.coalesced {
+        b.insert_header(("x-deja-cache-coalesced", "true"));
+    }
     let info = RouteInfo {
         provider: reply.provider,
         model: reply.model,

@@ -7,7 +7,10 @@ mod handlers;
 pub mod middleware;
 
 pub use error::ApiError;
-pub use handlers::{X_DEJA_MODEL, X_DEJA_OVERHEAD_US, X_DEJA_PROVIDER};
+pub use handlers::{
+    X_DEJA_CACHE, X_DEJA_CACHE_ENTRY, X_DEJA_CACHE_REFUSED, X_DEJA_CACHE_SIMILARITY, X_DEJA_MODEL,
+    X_DEJA_OVERHEAD_US, X_DEJA_PROVIDER,
+};
 
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -104,6 +107,7 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
 pub struct Spawned {
     pub addr: SocketAddr,
     pub handle: ServerHandle,
+    pub state: web::Data<AppState>,
     pub thread: std::thread::JoinHandle<()>,
 }
 
@@ -135,7 +139,7 @@ pub fn spawn(mut config: Config) -> anyhow::Result<Spawned> {
         sys.block_on(async move {
             match start(config, listener) {
                 Ok(r) => {
-                    let _ = tx.send(Ok((r.addr, r.handle.clone())));
+                    let _ = tx.send(Ok((r.addr, r.handle.clone(), r.state.clone())));
                     let _ = r.server.await;
                 }
                 Err(e) => {
@@ -144,10 +148,11 @@ pub fn spawn(mut config: Config) -> anyhow::Result<Spawned> {
             }
         });
     });
-    let (addr, handle) = rx.recv()??;
+    let (addr, handle, state) = rx.recv()??;
     Ok(Spawned {
         addr,
         handle,
+        state,
         thread,
     })
 }

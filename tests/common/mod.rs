@@ -6,6 +6,9 @@ use deja::http::Spawned;
 use deja::mock::{MockProvider, MockSettings};
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::Path;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 /// Build a config from TOML text exactly as `deja serve --config` would (port 0).
 pub fn config_from(toml_text: &str, env: &[(&str, &str)]) -> Config {
@@ -29,23 +32,42 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// One mock provider named `mock` (openai-compatible) plus `extra` TOML.
+    /// One mock provider named `mock` (openai-compatible) plus `extra` TOML; no cache.
     pub fn start(extra: &str) -> Self {
-        Self::start_with(MockSettings::default(), extra)
+        Self::start_with(MockSettings::default(), extra, None)
     }
 
-    pub fn start_with(settings: MockSettings, extra: &str) -> Self {
+    /// The same with the semantic cache on (real model, real sled in `data_dir`).
+    pub fn start_cached(extra: &str, data_dir: &Path) -> Self {
+        Self::start_with(MockSettings::default(), extra, Some(data_dir))
+    }
+
+    pub fn start_with(settings: MockSettings, extra: &str, cache_dir: Option<&Path>) -> Self {
         let mock = MockProvider::start(settings).unwrap();
         let toml_text = format!(
             "[providers.mock]\nkind = \"openai-compatible\"\nbase_url = \"{}\"\napi_key = \"sk-mock\"\ntimeout_secs = 5\n{extra}",
             mock.base_url()
         );
-        let gw = deja::http::spawn(config_from(&toml_text, &[])).unwrap();
+        let gw = Self::gateway(&toml_text, cache_dir);
         Harness {
             mock,
             gw: Some(gw),
             client: reqwest::Client::new(),
         }
+    }
+
+    /// Start (or restart) a gateway on the given config text.
+    pub fn gateway(toml_text: &str, cache_dir: Option<&Path>) -> Spawned {
+        let dir = cache_dir.map(|d| d.display().to_string());
+        let env: Vec<(&str, &str)> = match &dir {
+            Some(d) => vec![("DEJA_DATA_DIR", d.as_str()), ("DEJA_ADMIN_TOKEN", ADMIN_TOKEN)],
+            None => vec![("DEJA__CACHE__ENABLED", "false"), ("DEJA_ADMIN_TOKEN", ADMIN_TOKEN)],
+        };
+        deja::http::spawn(config_from(toml_text, &env)).unwrap()
+    }
+
+    pub fn state(&self) -> &deja::http::AppState {
+        &self.gw.as_ref().unwrap().state
     }
 
     pub fn url(&self, path: &str) -> String {
