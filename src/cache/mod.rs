@@ -152,11 +152,12 @@ pub struct HnswConfig {
 
 impl Default for HnswConfig {
     fn default() -> Self {
-        // Tuned in benches/RESULTS-cache.md: recall@1 >= 0.99 at 100k entries.
+        // See benches/RESULTS-cache.md: build cost (start-up rebuild) grows
+        // with ef_construction and M, recall@1 with ef_search.
         Self {
-            max_nb_connection: 16,
-            ef_construction: 100,
-            ef_search: 64,
+            max_nb_connection: 12,
+            ef_construction: 40,
+            ef_search: 128,
         }
     }
 }
