@@ -99,13 +99,18 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| {
                     format!("cannot listen on {}:{}", cfg.server.host, cfg.server.port)
                 })?;
-            actix_rt::System::new().block_on(async move {
+            let sys = actix_rt::System::new();
+            let result = sys.block_on(async move {
                 let running = deja::http::start(cfg, listener)?;
                 tracing::info!(addr = %running.addr, "deja listening");
                 running.server.await?;
+                running.state.gateway.shutdown();
                 tracing::info!("deja stopped");
                 anyhow::Ok(())
-            })
+            });
+            actix_rt::System::current().stop();
+            let _ = sys.run();
+            result
         }
         Command::MockProvider {
             host,

@@ -80,18 +80,19 @@ impl CacheControls {
     pub fn parse<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Result<Self, GatewayError> {
         let mut c = CacheControls::default();
         if let Some(v) = header("x-deja-cache") {
-            (c.read, c.write) = match v.trim().to_ascii_lowercase().as_str() {
-                "on" | "" => (true, true),
-                "off" => (false, false),
-                "read-only" => (true, false),
-                "write-only" => (false, true),
-                other => {
-                    return Err(GatewayError::invalid(
-                        format!("x-deja-cache must be on, off, read-only or write-only, got `{other}`."),
+            (c.read, c.write) =
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "on" | "" => (true, true),
+                    "off" => (false, false),
+                    "read-only" => (true, false),
+                    "write-only" => (false, true),
+                    other => return Err(GatewayError::invalid(
+                        format!(
+                            "x-deja-cache must be on, off, read-only or write-only, got `{other}`."
+                        ),
                         Some("x-deja-cache"),
-                    ))
-                }
-            };
+                    )),
+                };
         }
         if let Some(cc) = header("cache-control") {
             for d in cc.split(',').map(|d| d.trim().to_ascii_lowercase()) {
@@ -103,12 +104,17 @@ impl CacheControls {
             }
         }
         if let Some(t) = header("x-deja-cache-threshold") {
-            let v: f32 = t.trim().parse().ok().filter(|v: &f32| (0.0..=1.0).contains(v)).ok_or_else(|| {
-                GatewayError::invalid(
+            let v: f32 =
+                t.trim()
+                    .parse()
+                    .ok()
+                    .filter(|v: &f32| (0.0..=1.0).contains(v))
+                    .ok_or_else(|| {
+                        GatewayError::invalid(
                     format!("x-deja-cache-threshold must be a number between 0 and 1, got `{t}`."),
                     Some("x-deja-cache-threshold"),
                 )
-            })?;
+                    })?;
             c.threshold = Some(v);
         }
         if let Some(t) = header("x-deja-cache-ttl") {
@@ -159,7 +165,12 @@ impl CacheCounters {
             self.coalesced.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(r) = &m.refused {
-            *self.refusals.lock().unwrap_or_else(|e| e.into_inner()).entry(r.clone()).or_insert(0) += 1;
+            *self
+                .refusals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(r.clone())
+                .or_insert(0) += 1;
         }
     }
 }
@@ -188,7 +199,12 @@ pub struct SemanticCache {
 }
 
 impl SemanticCache {
-    pub fn new(handle: CacheHandle, embedder: EmbedderHandle, config: CacheConfig, verifier: super::verify::Judge) -> Self {
+    pub fn new(
+        handle: CacheHandle,
+        embedder: EmbedderHandle,
+        config: CacheConfig,
+        verifier: super::verify::Judge,
+    ) -> Self {
         SemanticCache {
             handle,
             embedder,
@@ -201,9 +217,21 @@ impl SemanticCache {
 
     /// Nearest entries for `key` (embedding `key.text`), each judged: above the threshold
     /// and accepted by the verifier. Best first. Also returns the vector.
-    pub async fn candidates(&self, key: &CacheKey, threshold: f32, k: usize) -> Result<(Vec<f32>, Vec<Judged>), GatewayError> {
-        let vector = self.embedder.embed(key.text.clone()).await.map_err(embed_error)?;
-        let found = self.handle.search(&vector, &key.partition, k).map_err(cache_error)?;
+    pub async fn candidates(
+        &self,
+        key: &CacheKey,
+        threshold: f32,
+        k: usize,
+    ) -> Result<(Vec<f32>, Vec<Judged>), GatewayError> {
+        let vector = self
+            .embedder
+            .embed(key.text.clone())
+            .await
+            .map_err(embed_error)?;
+        let found = self
+            .handle
+            .search(&vector, &key.partition, k)
+            .map_err(cache_error)?;
         let mut out = Vec::with_capacity(found.len());
         for c in found {
             let Some(entry) = self.handle.get(c.id).map_err(cache_error)? else {
@@ -211,9 +239,17 @@ impl SemanticCache {
             };
             let above = c.similarity >= threshold;
             let (accepted, reason, detail) = if above {
-                self.verifier.judge(&key.text, &entry.prompt_text, c.similarity)
+                self.verifier
+                    .judge(&key.text, &entry.prompt_text, c.similarity)
             } else {
-                (false, None, format!("similarity {:.3} below threshold {threshold:.3}", c.similarity))
+                (
+                    false,
+                    None,
+                    format!(
+                        "similarity {:.3} below threshold {threshold:.3}",
+                        c.similarity
+                    ),
+                )
             };
             out.push(Judged {
                 entry,
@@ -228,10 +264,22 @@ impl SemanticCache {
     }
 
     /// Store a complete response under `key` (embedding it when `vector` is `None`).
-    pub async fn store(&self, key: &CacheKey, model: &str, namespace: &str, vector: Option<Vec<f32>>, response: Value, ttl_secs: Option<u64>) -> Result<u64, GatewayError> {
+    pub async fn store(
+        &self,
+        key: &CacheKey,
+        model: &str,
+        namespace: &str,
+        vector: Option<Vec<f32>>,
+        response: Value,
+        ttl_secs: Option<u64>,
+    ) -> Result<u64, GatewayError> {
         let vector = match vector {
             Some(v) => v,
-            None => self.embedder.embed(key.text.clone()).await.map_err(embed_error)?,
+            None => self
+                .embedder
+                .embed(key.text.clone())
+                .await
+                .map_err(embed_error)?,
         };
         let ids = self
             .handle
@@ -275,12 +323,27 @@ fn endpoint_name(e: Endpoint) -> &'static str {
 }
 
 /// The cache key a request would use (admin search uses the same).
-pub fn request_key(route: &Route, controls: &CacheControls, req: &ParsedRequest) -> Option<CacheKey> {
+pub fn request_key(
+    route: &Route,
+    controls: &CacheControls,
+    req: &ParsedRequest,
+) -> Option<CacheKey> {
     let route_name = format!("{}/{}", route.provider, route.model);
-    cache_key(&route_name, &controls.namespace, endpoint_name(req.endpoint), &req.body)
+    cache_key(
+        &route_name,
+        &controls.namespace,
+        endpoint_name(req.endpoint),
+        &req.body,
+    )
 }
 
-fn hit_reply(route: &Route, entry: &Entry, stream: bool, include_usage: bool, meta: CacheMeta) -> Reply {
+fn hit_reply(
+    route: &Route,
+    entry: &Entry,
+    stream: bool,
+    include_usage: bool,
+    meta: CacheMeta,
+) -> Reply {
     let body = if stream {
         let frames = to_sse(&entry.response, include_usage);
         ReplyBody::Stream(stream::iter(frames.into_iter().map(Ok)).boxed())
@@ -306,18 +369,42 @@ fn include_usage(req: &ParsedRequest) -> bool {
 }
 
 /// Answer `req` from the cache when it can; otherwise call the provider and store the reply.
-pub async fn serve(cache: &Arc<SemanticCache>, gw: &super::Gateway, route: &Route, req: ParsedRequest, controls: &CacheControls) -> Result<Reply, GatewayError> {
+pub async fn serve(
+    cache: &Arc<SemanticCache>,
+    gw: &super::Gateway,
+    route: &Route,
+    req: ParsedRequest,
+    controls: &CacheControls,
+) -> Result<Reply, GatewayError> {
     let reply = serve_inner(cache, gw, route, req, controls).await?;
     cache.counters.count(&reply.cache);
-    if let Some(id) = reply.cache.entry.filter(|_| matches!(reply.cache.status, CacheStatus::HitExact | CacheStatus::HitSemantic)) {
+    if let Some(id) = reply.cache.entry.filter(|_| {
+        matches!(
+            reply.cache.status,
+            CacheStatus::HitExact | CacheStatus::HitSemantic
+        )
+    }) {
         cache.handle.record_hit(id);
     }
     Ok(reply)
 }
 
-async fn serve_inner(cache: &Arc<SemanticCache>, gw: &super::Gateway, route: &Route, req: ParsedRequest, controls: &CacheControls) -> Result<Reply, GatewayError> {
-    let cacheable = matches!(req.endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
-    let key = if cacheable && (controls.read || controls.write) { request_key(route, controls, &req) } else { None };
+async fn serve_inner(
+    cache: &Arc<SemanticCache>,
+    gw: &super::Gateway,
+    route: &Route,
+    req: ParsedRequest,
+    controls: &CacheControls,
+) -> Result<Reply, GatewayError> {
+    let cacheable = matches!(
+        req.endpoint,
+        Endpoint::ChatCompletions | Endpoint::Completions
+    );
+    let key = if cacheable && (controls.read || controls.write) {
+        request_key(route, controls, &req)
+    } else {
+        None
+    };
     let Some(key) = key else {
         return call_provider(gw, route, req).await;
     };
@@ -328,14 +415,22 @@ async fn serve_inner(cache: &Arc<SemanticCache>, gw: &super::Gateway, route: &Ro
     };
     let mut vector = None;
     if controls.read {
-        if let Some(entry) = cache.handle.get_exact(&ExactKey(key.exact)).map_err(cache_error)? {
+        if let Some(entry) = cache
+            .handle
+            .get_exact(&ExactKey(key.exact))
+            .map_err(cache_error)?
+        {
             meta.status = CacheStatus::HitExact;
             meta.similarity = Some(1.0);
             meta.entry = Some(entry.id);
             return Ok(hit_reply(route, &entry, stream, usage, meta));
         }
-        let threshold = controls.threshold.unwrap_or(cache.config.similarity_threshold);
-        let (v, judged) = cache.candidates(&key, threshold, cache.config.top_k).await?;
+        let threshold = controls
+            .threshold
+            .unwrap_or(cache.config.similarity_threshold);
+        let (v, judged) = cache
+            .candidates(&key, threshold, cache.config.top_k)
+            .await?;
         vector = Some(v);
         if let Some(best) = judged.iter().find(|j| j.accepted) {
             meta.status = CacheStatus::HitSemantic;
@@ -346,7 +441,10 @@ async fn serve_inner(cache: &Arc<SemanticCache>, gw: &super::Gateway, route: &Ro
         if let Some(first) = judged.first() {
             meta.similarity = Some(first.similarity);
         }
-        meta.refused = judged.iter().find(|j| j.above_threshold && !j.accepted).and_then(|j| j.reason.clone());
+        meta.refused = judged
+            .iter()
+            .find(|j| j.above_threshold && !j.accepted)
+            .and_then(|j| j.reason.clone());
     }
     if !controls.write {
         let mut r = call_provider(gw, route, req).await?;
@@ -369,7 +467,8 @@ async fn serve_inner(cache: &Arc<SemanticCache>, gw: &super::Gateway, route: &Ro
     let tx = match leader {
         Ok(tx) => tx,
         Err(mut rx) => {
-            let waited = tokio::time::timeout(Duration::from_secs(600), rx.wait_for(Option::is_some)).await;
+            let waited =
+                tokio::time::timeout(Duration::from_secs(600), rx.wait_for(Option::is_some)).await;
             let result = match waited {
                 Ok(Ok(v)) => v.clone().flatten(),
                 _ => None,
@@ -408,12 +507,17 @@ async fn serve_inner(cache: &Arc<SemanticCache>, gw: &super::Gateway, route: &Ro
     match reply.body {
         ReplyBody::Json(ref bytes) if reply.status == 200 => {
             let parsed: Option<Value> = serde_json::from_slice(bytes).ok();
-            let body = parsed.filter(|v| is_cacheable(v, allow_truncated)).map(Arc::new);
+            let body = parsed
+                .filter(|v| is_cacheable(v, allow_truncated))
+                .map(Arc::new);
             guard.finish(body.clone());
             if let Some(body) = body {
                 let cache = cache.clone();
                 actix_rt::spawn(async move {
-                    if let Err(e) = cache.store(&key, &model, &ns, vector, (*body).clone(), ttl).await {
+                    if let Err(e) = cache
+                        .store(&key, &model, &ns, vector, (*body).clone(), ttl)
+                        .await
+                    {
                         tracing::warn!(error = %e, "storing a response in the cache failed");
                     }
                 });
@@ -478,7 +582,11 @@ impl FlightGuard {
 
     fn release(&mut self, body: Option<Arc<Value>>) {
         if let Some(tx) = self.tx.take() {
-            self.cache.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
+            self.cache
+                .inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.key);
             let _ = tx.send(Some(body));
         }
     }

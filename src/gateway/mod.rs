@@ -88,10 +88,20 @@ impl Gateway {
         let cache = if config.cache.enabled {
             let embedder = crate::embed::EmbedderHandle::start(config.embedder.clone())?;
             let path = config.server.data_dir.join("cache");
-            let store = crate::cache::CacheStore::open(&path, config.cache.clone())
-                .map_err(|source| StartError::Cache { path: path.clone(), source })?;
+            let store =
+                crate::cache::CacheStore::open(&path, config.cache.clone()).map_err(|source| {
+                    StartError::Cache {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
             let handle = crate::cache::CacheHandle::start(Arc::new(store));
-            Some(Arc::new(SemanticCache::new(handle, embedder, config.cache.clone(), verify::Judge)))
+            Some(Arc::new(SemanticCache::new(
+                handle,
+                embedder,
+                config.cache.clone(),
+                verify::Judge,
+            )))
         } else {
             None
         };
@@ -101,6 +111,16 @@ impl Gateway {
             providers,
             cache,
         }))
+    }
+
+    /// After the HTTP server stopped: flush what must survive (the cache's sled writes).
+    pub fn shutdown(&self) {
+        if let Some(c) = &self.cache {
+            match c.handle.store.flush() {
+                Ok(()) => tracing::info!("cache flushed"),
+                Err(e) => tracing::error!(error = %e, "flushing the cache failed"),
+            }
+        }
     }
 
     /// Ready when every pool actor is running.

@@ -8,7 +8,16 @@ pub struct Judge;
 
 impl Judge {
     /// `(accepted, refusal reason, explanation)`.
-    pub fn judge(&self, _request: &str, _candidate: &str, similarity: f32) -> (bool, Option<String>, String) {
-        (true, None, format!("similarity {similarity:.3} at or above the threshold"))
+    pub fn judge(
+        &self,
+        _request: &str,
+        _candidate: &str,
+        similarity: f32,
+    ) -> (bool, Option<String>, String) {
+        (
+            true,
+            None,
+            format!("similarity {similarity:.3} at or above the threshold"),
+        )
     }
 }

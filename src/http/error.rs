@@ -97,7 +97,10 @@ impl ResponseError for ApiError {
             "code": self.code(),
         }});
         let mut b = HttpResponse::build(status);
-        if let ApiError::Gateway(GatewayError::Overloaded { retry_after_secs, .. }) = self {
+        if let ApiError::Gateway(GatewayError::Overloaded {
+            retry_after_secs, ..
+        }) = self
+        {
             b.insert_header(("retry-after", retry_after_secs.to_string()));
         } else if status == StatusCode::SERVICE_UNAVAILABLE {
             b.insert_header(("retry-after", "1"));

@@ -26,7 +26,8 @@ async fn forward(
     endpoint: Endpoint,
 ) -> Result<HttpResponse, ApiError> {
     let start = Instant::now();
-    let controls = CacheControls::parse(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))?;
+    let controls =
+        CacheControls::parse(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))?;
     let body = read_limited(&req, payload, state.gateway.config.server.max_body_bytes).await?;
     let reply = gateway::forward(&state.gateway, endpoint, &body, &controls).await?;
     Ok(respond(reply, start))
@@ -107,7 +108,10 @@ fn respond(reply: Reply, start: Instant) -> HttpResponse {
     if let Some(s) = c.similarity {
         b.insert_header((X_DEJA_CACHE_SIMILARITY, format!("{s:.4}")));
     }
-    if let Some(id) = c.entry.filter(|_| matches!(c.status, CacheStatus::HitExact | CacheStatus::HitSemantic)) {
+    if let Some(id) = c
+        .entry
+        .filter(|_| matches!(c.status, CacheStatus::HitExact | CacheStatus::HitSemantic))
+    {
         b.insert_header((X_DEJA_CACHE_ENTRY, id.to_string()));
     }
     if let Some(r) = &c.refused {

@@ -141,12 +141,17 @@ pub fn spawn(mut config: Config) -> anyhow::Result<Spawned> {
                 Ok(r) => {
                     let _ = tx.send(Ok((r.addr, r.handle.clone(), r.state.clone())));
                     let _ = r.server.await;
+                    r.state.gateway.shutdown();
+                    actix_rt::System::current().stop();
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e));
+                    actix_rt::System::current().stop();
                 }
             }
         });
+        // Let the system controller stop every arbiter (and drop their actors).
+        let _ = sys.run();
     });
     let (addr, handle, state) = rx.recv()??;
     Ok(Spawned {

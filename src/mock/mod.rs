@@ -165,9 +165,25 @@ fn prompt_tokens(body: &Value) -> u64 {
 
 const CREATED: u64 = 1_700_000_000;
 
+/// The answer cut to `max_tokens` words, with OpenAI's finish reason.
+fn answer_and_finish(body: &Value) -> (String, &'static str) {
+    let text = answer_for(body);
+    let limit = body
+        .get("max_tokens")
+        .or_else(|| body.get("max_completion_tokens"))
+        .and_then(Value::as_u64);
+    match limit {
+        Some(n) if tokens(&text) > n => {
+            let cut: Vec<&str> = text.split_whitespace().take(n as usize).collect();
+            (cut.join(" "), "length")
+        }
+        _ => (text, "stop"),
+    }
+}
+
 fn chat_response(body: &Value, n: u64) -> Value {
     let model = body.get("model").cloned().unwrap_or(Value::Null);
-    let text = answer_for(body);
+    let (text, finish) = answer_and_finish(body);
     let (p, c) = (prompt_tokens(body), tokens(&text));
     json!({
         "id": format!("chatcmpl-mock-{n}"),
@@ -179,7 +195,7 @@ fn chat_response(body: &Value, n: u64) -> Value {
             "index": 0,
             "message": {"role": "assistant", "content": text, "refusal": null},
             "logprobs": null,
-            "finish_reason": "stop"
+            "finish_reason": finish
         }],
         "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
         "mock_extra": {"received_fields": body.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>())}
@@ -187,14 +203,14 @@ fn chat_response(body: &Value, n: u64) -> Value {
 }
 
 fn completion_response(body: &Value, n: u64) -> Value {
-    let text = answer_for(body);
+    let (text, finish) = answer_and_finish(body);
     let (p, c) = (prompt_tokens(body), tokens(&text));
     json!({
         "id": format!("cmpl-mock-{n}"),
         "object": "text_completion",
         "created": CREATED,
         "model": body.get("model").cloned().unwrap_or(Value::Null),
-        "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": "stop"}],
+        "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}],
         "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
     })
 }
@@ -235,7 +251,7 @@ fn stream_events(body: &Value, n: u64, chat: bool) -> Vec<Value> {
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let text = answer_for(body);
+    let (text, finish) = answer_and_finish(body);
     let words: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
     let usage_field = if include_usage {
         Some(Value::Null)
@@ -265,9 +281,9 @@ fn stream_events(body: &Value, n: u64, chat: bool) -> Vec<Value> {
         });
     }
     events.push(if chat {
-        chunk(json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}))
+        chunk(json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}))
     } else {
-        chunk(json!({"text": "", "index": 0, "logprobs": null, "finish_reason": "stop"}))
+        chunk(json!({"text": "", "index": 0, "logprobs": null, "finish_reason": finish}))
     });
     if include_usage {
         let (p, c) = (prompt_tokens(body), tokens(&text));

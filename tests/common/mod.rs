@@ -60,10 +60,29 @@ impl Harness {
     pub fn gateway(toml_text: &str, cache_dir: Option<&Path>) -> Spawned {
         let dir = cache_dir.map(|d| d.display().to_string());
         let env: Vec<(&str, &str)> = match &dir {
-            Some(d) => vec![("DEJA_DATA_DIR", d.as_str()), ("DEJA_ADMIN_TOKEN", ADMIN_TOKEN)],
-            None => vec![("DEJA__CACHE__ENABLED", "false"), ("DEJA_ADMIN_TOKEN", ADMIN_TOKEN)],
+            Some(d) => vec![
+                ("DEJA_DATA_DIR", d.as_str()),
+                ("DEJA_ADMIN_TOKEN", ADMIN_TOKEN),
+            ],
+            None => vec![
+                ("DEJA__CACHE__ENABLED", "false"),
+                ("DEJA_ADMIN_TOKEN", ADMIN_TOKEN),
+            ],
         };
-        deja::http::spawn(config_from(toml_text, &env)).unwrap()
+        let cfg = config_from(toml_text, &env);
+        // After an in-process stop the previous gateway's arbiters may take a moment to
+        // let go of the sled lock (a real process exit releases it at once).
+        let mut tries = 0;
+        loop {
+            match deja::http::spawn(cfg.clone()) {
+                Ok(s) => return s,
+                Err(e) if tries < 100 && e.to_string().contains("could not acquire lock") => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e:#}"),
+            }
+        }
     }
 
     pub fn state(&self) -> &deja::http::AppState {
