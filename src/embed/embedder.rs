@@ -63,7 +63,7 @@ pub struct TokenEmbeddings {
     pub ids: Vec<u32>,
     /// Byte offsets of each token in the original text (`(0, 0)` for special tokens).
     pub offsets: Vec<(usize, usize)>,
-    /// Whether each token is a special token ([CLS], [SEP], ...).
+    /// Whether each token is a special token (`[CLS]`, `[SEP]`, ...).
     pub special: Vec<bool>,
     /// The model's `last_hidden_state` row for each token (not normalised).
     pub vectors: Vec<Vec<f32>>,
