@@ -5,14 +5,17 @@
 //! - `handle_concurrent`: 64 concurrent `EmbedderHandle::embed` callers, with
 //!   dynamic batching (`batch_max = 32`) vs without (`batch_max = 1`).
 //!
+//! Before criterion runs, an interleaved A/B of both comparisons prints
+//! median per-query rates (robust to load from other processes).
+//!
 //! Needs `scripts/fetch-model` and `../shared/data/banking77/test.csv`
 //! (override with env `DEJA_BANKING77_CSV`). Run:
 //! `cargo bench --bench embed`
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use deja::embed::{Embedder, EmbedderConfig, EmbedderHandle};
 
 const BATCH: usize = 32;
@@ -145,5 +148,90 @@ fn bench_handle(c: &mut Criterion) {
     g.finish();
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// A/B comparison with the two variants alternating round by round, so that
+/// load from other processes on the machine hits both alike. Prints the
+/// median per-query time of each and their ratio.
+fn interleaved_summary() {
+    const ROUNDS: usize = 15;
+    let qs = questions();
+    let mut emb = Embedder::load(&config()).unwrap();
+    let (mut single, mut batch) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let chunk: Vec<&str> = qs[round * BATCH..(round + 1) * BATCH]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let t = Instant::now();
+        for q in &chunk {
+            std::hint::black_box(emb.embed_batch(&[q]).unwrap());
+        }
+        single.push(t.elapsed().as_secs_f64() / BATCH as f64);
+        let t = Instant::now();
+        std::hint::black_box(emb.embed_batch(&chunk).unwrap());
+        batch.push(t.elapsed().as_secs_f64() / BATCH as f64);
+    }
+    let (s, b) = (median(single), median(batch));
+    println!(
+        "interleaved embedder, {ROUNDS} rounds: one-at-a-time {:.2} ms/query ({:.0} q/s), \
+         batch of {BATCH} {:.2} ms/query ({:.0} q/s): batch/one = {:.2}x  [loadavg {}]",
+        s * 1e3,
+        1.0 / s,
+        b * 1e3,
+        1.0 / b,
+        s / b,
+        loadavg()
+    );
+
+    let system = actix_rt::System::new();
+    let start = |batch_max| {
+        system
+            .block_on(async {
+                EmbedderHandle::start(EmbedderConfig {
+                    batch_max,
+                    ..config()
+                })
+            })
+            .unwrap()
+    };
+    let (dynamic, unbatched) = (start(BATCH), start(1));
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS / 3 {
+        for (handle, times) in [(&dynamic, &mut on), (&unbatched, &mut off)] {
+            let calls = qs[round * CALLERS..(round + 1) * CALLERS]
+                .iter()
+                .map(|q| handle.embed(q.clone()));
+            let t = Instant::now();
+            let out = system.block_on(futures_util::future::join_all(calls));
+            assert!(out.iter().all(Result::is_ok));
+            times.push(t.elapsed().as_secs_f64() / CALLERS as f64);
+        }
+    }
+    let (a, b) = (median(on), median(off));
+    println!(
+        "interleaved handle, {CALLERS} concurrent callers: dynamic batching {:.0} q/s, \
+         batch_max=1 {:.0} q/s: {:.2}x  [loadavg {}]",
+        1.0 / a,
+        1.0 / b,
+        b / a,
+        loadavg()
+    );
+}
+
 criterion_group!(benches, bench_embedder, bench_handle);
-criterion_main!(benches);
+
+fn main() {
+    interleaved_summary();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

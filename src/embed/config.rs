@@ -17,7 +17,7 @@ pub enum Pooling {
     /// (sentence-transformers' default, and all-MiniLM-L6-v2's).
     #[default]
     Mean,
-    /// The first token's ([CLS]) vector.
+    /// The first token's (`[CLS]`) vector.
     Cls,
 }
 

@@ -63,7 +63,7 @@ pub struct TokenEmbeddings {
     pub ids: Vec<u32>,
     /// Byte offsets of each token in the original text (`(0, 0)` for special tokens).
     pub offsets: Vec<(usize, usize)>,
-    /// Whether each token is a special token ([CLS], [SEP], ...).
+    /// Whether each token is a special token (`[CLS]`, `[SEP]`, ...).
     pub special: Vec<bool>,
     /// The model's `last_hidden_state` row for each token (not normalised).
     pub vectors: Vec<Vec<f32>>,
@@ -299,20 +299,50 @@ impl Embedder {
         ))
     }
 
-    /// Embeds `texts` as one batch (padded to the longest text); returns one
-    /// pooled (and, if configured, L2-normalised) vector per text, in order.
+    /// Embeds `texts`; returns one pooled (and, if configured, L2-normalised)
+    /// vector per text, in order.
+    ///
+    /// The texts are sorted by token count and run in sub-batches of similar
+    /// length (a sub-batch takes texts of at most `1.3 * shortest + 2`
+    /// tokens), each padded to its longest text: padding a short question to
+    /// a long one's length would cost more than batching saves.
     pub fn embed_batch(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids = texts
+        let mut ids = texts
             .iter()
             .map(|t| self.token_ids(t))
             .collect::<Result<Vec<_>, _>>()?;
+        let n = ids.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let mut out = vec![Vec::new(); n];
+        let mut start = 0;
+        while start < n {
+            let shortest = ids[order[start]].len();
+            let limit = shortest + shortest * 3 / 10 + 2;
+            let end = start
+                + order[start..]
+                    .iter()
+                    .take_while(|&&i| ids[i].len() <= limit)
+                    .count();
+            let group: Vec<Vec<u32>> = order[start..end]
+                .iter()
+                .map(|&i| std::mem::take(&mut ids[i]))
+                .collect();
+            let vectors = self.embed_ids(&group)?;
+            for (&i, v) in order[start..end].iter().zip(vectors) {
+                out[i] = v;
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Runs one padded batch of token ids and pools it.
+    fn embed_ids(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let lens: Vec<usize> = ids.iter().map(Vec::len).collect();
         let pooling = self.cfg.pooling;
         let normalize = self.cfg.normalize;
-        self.infer(&ids, |dims, data| {
+        self.infer(ids, |dims, data| {
             let mut out = Vec::with_capacity(lens.len());
             match *dims {
                 [b, seq, d] => {

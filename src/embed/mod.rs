@@ -2,10 +2,11 @@
 //!
 //! Two layers:
 //! - [`Embedder`]: a plain struct owning one ONNX Runtime session and the
-//!   tokenizer. `embed_batch` tokenises (padding to the longest text of the
-//!   batch), runs the model, pools (mean over the attention mask, or CLS) and
-//!   L2-normalises, matching sentence-transformers' output. Usable and
-//!   testable without actix.
+//!   tokenizer. `embed_batch` tokenises, sorts the texts by length into
+//!   sub-batches of similar length (each padded to its longest), runs the
+//!   model, pools (mean over the attention mask, or CLS) and L2-normalises,
+//!   matching sentence-transformers' output. Usable and testable without
+//!   actix.
 //! - [`EmbedderHandle`]: a cloneable handle over [`EmbedWorker`] actors on a
 //!   `SyncArbiter` (one session per thread) with **dynamic batching**:
 //!   concurrent [`EmbedderHandle::embed`] calls are gathered for up to
