@@ -73,7 +73,7 @@ impl Default for EmbedderConfig {
             threads: 1,
             intra_op_threads: 1,
             batch_max: 32,
-            batch_wait_us: 300,
+            batch_wait_us: 0,
             queue_limit: 1024,
         }
     }

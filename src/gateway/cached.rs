@@ -80,19 +80,20 @@ impl CacheControls {
     pub fn parse<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Result<Self, GatewayError> {
         let mut c = CacheControls::default();
         if let Some(v) = header("x-deja-cache") {
-            (c.read, c.write) =
-                match v.trim().to_ascii_lowercase().as_str() {
-                    "on" | "" => (true, true),
-                    "off" => (false, false),
-                    "read-only" => (true, false),
-                    "write-only" => (false, true),
-                    other => return Err(GatewayError::invalid(
+            (c.read, c.write) = match v.trim().to_ascii_lowercase().as_str() {
+                "on" | "" => (true, true),
+                "off" => (false, false),
+                "read-only" => (true, false),
+                "write-only" => (false, true),
+                other => {
+                    return Err(GatewayError::invalid(
                         format!(
                             "x-deja-cache must be on, off, read-only or write-only, got `{other}`."
                         ),
                         Some("x-deja-cache"),
-                    )),
-                };
+                    ))
+                }
+            };
         }
         if let Some(cc) = header("cache-control") {
             for d in cc.split(',').map(|d| d.trim().to_ascii_lowercase()) {
@@ -196,6 +197,7 @@ pub struct SemanticCache {
     pub counters: CacheCounters,
     verifier: super::verify::Judge,
     inflight: Mutex<HashMap<[u8; 32], Flight>>,
+    pub(crate) embedder_queue_limit: usize,
 }
 
 impl SemanticCache {
@@ -204,8 +206,10 @@ impl SemanticCache {
         embedder: EmbedderHandle,
         config: CacheConfig,
         verifier: super::verify::Judge,
+        embedder_queue_limit: usize,
     ) -> Self {
         SemanticCache {
+            embedder_queue_limit,
             handle,
             embedder,
             config,

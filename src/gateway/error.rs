@@ -20,6 +20,11 @@ pub enum GatewayError {
         what: &'static str,
         retry_after_secs: u64,
     },
+    /// Admin cache routes while `cache.enabled = false`.
+    #[error("The semantic cache is disabled (cache.enabled = false).")]
+    CacheDisabled,
+    #[error("No cache entry with id {0}.")]
+    EntryNotFound(u64),
     /// The cache or embedder failed (the request cannot be served as asked).
     #[error("cache error: {0}")]
     Cache(String),

@@ -1,6 +1,7 @@
 //! The domain functions behind the HTTP handlers: validate an OpenAI-format request,
 //! route its model, call the provider through its pool, and shape the reply.
 
+pub mod admin;
 pub mod cached;
 mod error;
 mod stream;
@@ -101,6 +102,7 @@ impl Gateway {
                 embedder,
                 config.cache.clone(),
                 verify::Judge,
+                config.embedder.queue_limit,
             )))
         } else {
             None

@@ -14,6 +14,10 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("Could not read the request body: {0}")]
     BodyRead(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    BadQuery(String),
     #[error("No route for {method} {path}. See the README for deja's endpoints.")]
     RouteNotFound { method: String, path: String },
     #[error("Method {method} is not allowed on {path}.")]
@@ -71,9 +75,13 @@ impl ResponseError for ApiError {
                 },
                 GatewayError::Overloaded { .. } => 503,
                 GatewayError::Cache(_) => 500,
+                GatewayError::CacheDisabled => 404,
+                GatewayError::EntryNotFound(_) => 404,
             },
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::BodyRead(_) => 400,
+            ApiError::Unauthorized(_) => 401,
+            ApiError::BadQuery(_) => 400,
             ApiError::RouteNotFound { .. } => 404,
             ApiError::MethodNotAllowed { .. } => 405,
         };

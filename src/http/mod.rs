@@ -1,6 +1,7 @@
 //! The actix-web front end: routes, one `create_app()` for main and tests, server start-up
 //! and graceful shutdown.
 
+mod admin;
 mod body;
 pub mod error;
 mod handlers;
@@ -63,6 +64,31 @@ pub fn create_app(
         .service(resource("/v1/models", web::get().to(handlers::models)))
         .service(resource("/health", web::get().to(handlers::health)))
         .service(resource("/ready", web::get().to(handlers::ready)))
+        .service(resource("/admin/cache/stats", web::get().to(admin::stats)))
+        .service(
+            web::resource("/admin/cache/entries")
+                .route(web::get().to(admin::list))
+                .route(web::post().to(admin::insert))
+                .default_service(web::to(handlers::method_not_allowed)),
+        )
+        .service(
+            web::resource("/admin/cache/entries/{id}")
+                .route(web::get().to(admin::get))
+                .route(web::delete().to(admin::delete))
+                .default_service(web::to(handlers::method_not_allowed)),
+        )
+        .service(resource(
+            "/admin/cache/search",
+            web::post().to(admin::search),
+        ))
+        .service(resource(
+            "/admin/cache/export",
+            web::get().to(admin::export),
+        ))
+        .service(resource(
+            "/admin/cache",
+            web::delete().to(admin::delete_all),
+        ))
         .default_service(web::to(handlers::not_found))
 }
 
