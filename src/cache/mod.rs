@@ -153,10 +153,13 @@ pub struct HnswConfig {
 impl Default for HnswConfig {
     fn default() -> Self {
         // See benches/RESULTS-cache.md: build cost (start-up rebuild) grows
-        // with ef_construction and M, recall@1 with ef_search.
+        // with ef_construction and M, recall@1 with ef_search. On real question
+        // embeddings (banking77, highly clustered) M 12 / ef_construction 40
+        // missed the identical vector for 7 of 1000 stored questions at k=1;
+        // M 32 / ef_construction 200 missed none.
         Self {
-            max_nb_connection: 12,
-            ef_construction: 40,
+            max_nb_connection: 32,
+            ef_construction: 200,
             ef_search: 128,
         }
     }

@@ -1,0 +1,187 @@
+//! kill -9 during warm-up, restart: the index agrees with sled and no acknowledged entry
+//! is lost. Real binary, real model, real sled, real questions from banking77.
+
+use deja::mock::{MockProvider, MockSettings};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "crash-test-token";
+
+/// banking77 questions (first CSV column; quoted fields may hold commas).
+fn questions(n: usize) -> Vec<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/banking77/test.csv"
+    );
+    let text = std::fs::read_to_string(path).expect("../shared/data/banking77/test.csv");
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let q = if let Some(rest) = line.strip_prefix('"') {
+            rest.rsplit_once("\",")
+                .map(|(q, _)| q.replace("\"\"", "\""))
+        } else {
+            line.rsplit_once(',').map(|(q, _)| q.to_owned())
+        };
+        if let Some(q) = q {
+            if !out.contains(&q) {
+                out.push(q);
+            }
+        }
+        if out.len() == n {
+            break;
+        }
+    }
+    out
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(port: u16, data: &std::path::Path, mock: &str) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_deja"))
+        .args(["serve", "--port", &port.to_string()])
+        .env("OPENAI_API_KEY", "sk-x")
+        .env("OPENAI_BASE_URL", mock)
+        .env("DEJA_DATA_DIR", data)
+        .env("DEJA_ADMIN_TOKEN", TOKEN)
+        .env("DEJA__DISCOVERY__PROBE_OLLAMA", "false")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let client = reqwest::blocking::Client::new();
+    while Instant::now() < deadline {
+        if client
+            .get(format!("http://127.0.0.1:{port}/ready"))
+            .send()
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return Proc(child);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("deja did not start");
+}
+
+#[test]
+fn kill_9_during_warmup_loses_no_acknowledged_entry() {
+    let mock = MockProvider::start(MockSettings::default()).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut proc = start(port, data.path(), &mock.base_url());
+    let qs = questions(400);
+    assert_eq!(qs.len(), 400);
+
+    // Send batches of 20 from a thread; record what the server acknowledged.
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (acked, stop, qs) = (acked.clone(), stop.clone(), qs.clone());
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::new();
+            for batch in qs.chunks(20) {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let entries: Vec<Value> = batch
+                    .iter()
+                    .map(|q| json!({"prompt": q, "response": format!("answer to {q}"), "model": "openai/gpt-4o-mini"}))
+                    .collect();
+                let r = client
+                    .post(format!("http://127.0.0.1:{port}/admin/cache/entries"))
+                    .bearer_auth(TOKEN)
+                    .json(&json!({"entries": entries}))
+                    .send();
+                let Ok(r) = r else { return };
+                let Ok(v) = r.json::<Value>() else { return };
+                let mut a = acked.lock().unwrap();
+                for (q, res) in batch.iter().zip(v["results"].as_array().unwrap()) {
+                    if let Some(id) = res["id"].as_str() {
+                        a.push((q.clone(), id.to_owned()));
+                    }
+                }
+            }
+        })
+    };
+    // Kill once a few batches are acknowledged, with more in flight.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.lock().unwrap().len() < 100 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    proc.0.kill().unwrap(); // SIGKILL
+    proc.0.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    sender.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 100 && acked.len() < 400,
+        "killed mid-warm-up after {} entries",
+        acked.len()
+    );
+
+    let _proc = start(port, data.path(), &mock.base_url());
+    let client = reqwest::blocking::Client::new();
+    let stats: Value = client
+        .get(format!("http://127.0.0.1:{port}/admin/cache/stats"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let entries = stats["entries"].as_u64().unwrap() as usize;
+    assert!(
+        entries >= acked.len(),
+        "{entries} entries after restart, {} acknowledged",
+        acked.len()
+    );
+    assert_eq!(
+        stats["index"]["index_points"].as_u64().unwrap() as usize,
+        entries,
+        "index and sled agree: {stats}"
+    );
+    for (q, id) in &acked {
+        let r = client
+            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": q}]}))
+            .send()
+            .unwrap();
+        assert_eq!(r.headers()["x-deja-cache"], "hit-exact", "{q}");
+        assert_eq!(r.headers()["x-deja-cache-entry"].to_str().unwrap(), id);
+        let v: Value = r.json().unwrap();
+        assert_eq!(
+            v["choices"][0]["message"]["content"],
+            format!("answer to {q}")
+        );
+        // And similarity search finds the same entry (the graph was rebuilt from sled).
+        let found: Value = client
+            .post(format!("http://127.0.0.1:{port}/admin/cache/search"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"prompt": q, "model": "gpt-4o-mini", "k": 1}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(
+            found["candidates"][0]["id"].as_str(),
+            Some(id.as_str()),
+            "{q}: {found}"
+        );
+    }
+    assert_eq!(
+        mock.state.stats().calls,
+        0,
+        "every acknowledged question answered from the cache"
+    );
+}
