@@ -46,16 +46,18 @@ impl Drop for Proc {
 }
 
 fn start(port: u16, data: &std::path::Path, mock: &str) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_deja"))
-        .args(["serve", "--port", &port.to_string()])
-        .env("OPENAI_API_KEY", "sk-x")
-        .env("OPENAI_BASE_URL", mock)
-        .env("DEJA_DATA_DIR", data)
-        .env("DEJA_ADMIN_TOKEN", TOKEN)
-        .env("DEJA__DISCOVERY__PROBE_OLLAMA", "false")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let proc = Proc(
+        Command::new(env!("CARGO_BIN_EXE_deja"))
+            .args(["serve", "--port", &port.to_string()])
+            .env("OPENAI_API_KEY", "sk-x")
+            .env("OPENAI_BASE_URL", mock)
+            .env("DEJA_DATA_DIR", data)
+            .env("DEJA_ADMIN_TOKEN", TOKEN)
+            .env("DEJA__DISCOVERY__PROBE_OLLAMA", "false")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let client = reqwest::blocking::Client::new();
     while Instant::now() < deadline {
@@ -64,7 +66,7 @@ fn start(port: u16, data: &std::path::Path, mock: &str) -> Proc {
             .send()
             .is_ok_and(|r| r.status() == 200)
         {
-            return Proc(child);
+            return proc;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
