@@ -8,11 +8,13 @@
 //! - [`cache`]: the semantic cache (HNSW index in memory, entries in sled).
 //! - [`config`]: layered configuration (embedded defaults < file < env < flags).
 //! - [`telemetry`]: logging and metrics.
+//! - [`eval`]: measuring the cache on labelled pairs and intent data (`deja eval-pairs`).
 //! - [`mock`]: a mock provider speaking the OpenAI wire format, for tests and benchmarks.
 
 pub mod cache;
 pub mod config;
 pub mod embed;
+pub mod eval;
 pub mod gateway;
 pub mod http;
 pub mod mock;

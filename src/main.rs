@@ -36,6 +36,32 @@ enum Command {
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
     },
+    /// Measure the cache on labelled question pairs (TSV: q1, q2, duplicate; other
+    /// columns are groups): store q1, look q2 up through the serving path.
+    EvalPairs {
+        file: PathBuf,
+        /// All q1 in one cache instead of one cache per pair.
+        #[arg(long)]
+        shared: bool,
+        /// Use every Nth pair (a sample).
+        #[arg(long, default_value_t = 1)]
+        every: usize,
+        /// At most this many pairs (after --every).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        eval: EvalArgs,
+    },
+    /// Measure hit rates on an intent dataset folder (banking77: train/test CSV;
+    /// clinc150: data_full.json): store training questions, ask test questions.
+    EvalIntents {
+        dir: PathBuf,
+        /// At most this many test questions.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        eval: EvalArgs,
+    },
     /// Run a mock provider speaking the OpenAI wire format (tests, benchmarks, demos).
     MockProvider {
         #[arg(long, default_value = "127.0.0.1")]
@@ -54,10 +80,34 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Verifier strictness (off = the similarity threshold alone).
+    #[arg(long)]
+    strictness: Option<String>,
+    /// Thresholds to report, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.75,0.8,0.85,0.9,0.95")]
+    thresholds: Vec<f32>,
+    /// Concurrent lookups.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormatArg {
     Text,
     Json,
+}
+
+fn eval_options(a: &EvalArgs) -> deja::eval::EvalOptions {
+    deja::eval::EvalOptions {
+        strictness: a.strictness.clone(),
+        thresholds: a.thresholds.clone(),
+        concurrency: a.concurrency,
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -111,6 +161,80 @@ fn main() -> anyhow::Result<()> {
             actix_rt::System::current().stop();
             let _ = sys.run();
             result
+        }
+        Command::EvalPairs {
+            file,
+            shared,
+            every,
+            limit,
+            eval,
+        } => {
+            let mut pairs = deja::eval::read_pairs(&file)?;
+            pairs = pairs.into_iter().step_by(every.max(1)).collect();
+            if let Some(n) = limit {
+                pairs.truncate(n);
+            }
+            let opts = eval_options(&eval);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let reports = rt.block_on(deja::eval::eval_pairs(&pairs, shared, &opts))?;
+            if eval.json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                println!(
+                    "{} pairs from {} ({}), strictness {}\n",
+                    pairs.len(),
+                    file.display(),
+                    if shared {
+                        "shared cache"
+                    } else {
+                        "one cache per pair"
+                    },
+                    opts.strictness.as_deref().unwrap_or("default")
+                );
+                for r in &reports {
+                    println!("{}", deja::eval::pairs_table(r));
+                }
+            }
+            Ok(())
+        }
+        Command::EvalIntents { dir, limit, eval } => {
+            let opts = eval_options(&eval);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let stats = rt.block_on(deja::eval::eval_intents(&dir, limit, &opts))?;
+            if eval.json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                println!(
+                    "{}, strictness {}\n",
+                    dir.display(),
+                    opts.strictness.as_deref().unwrap_or("default")
+                );
+                println!("| threshold | questions | correct hits | wrong-intent hits | out-of-scope served |\n|---:|---:|---:|---:|---:|");
+                for s in &stats {
+                    let pct = |a: usize, b: usize| {
+                        if b == 0 {
+                            0.0
+                        } else {
+                            100.0 * a as f64 / b as f64
+                        }
+                    };
+                    println!(
+                        "| {:.2} | {} | {:.1}% | {:.1}% | {:.1}% |",
+                        s.threshold,
+                        s.questions,
+                        pct(s.correct, s.questions),
+                        pct(s.wrong_intent, s.questions),
+                        pct(s.oos_served, s.oos_questions)
+                    );
+                }
+            }
+            Ok(())
         }
         Command::MockProvider {
             host,

@@ -1,0 +1,506 @@
+//! Measuring the cache's answers on labelled data, through the same code path that serves
+//! requests: an in-process gateway in front of the mock provider, entries stored through
+//! `POST /admin/cache/entries`, lookups sent as real `POST /v1/chat/completions` requests
+//! (`x-deja-cache: read-only`), and what was served read from the response headers.
+//!
+//! One lookup per question at a floor threshold gives the answer for every threshold at
+//! or above it: the served entry is the first candidate the verifier accepts, whatever the
+//! threshold, so "served at t" is "served with similarity >= t".
+
+use crate::config::{self, Overrides};
+use crate::mock::{MockProvider, MockSettings};
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// One labelled question pair; `group` keeps the file's other columns.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    pub q1: String,
+    pub q2: String,
+    pub duplicate: bool,
+    pub group: String,
+}
+
+/// Read a TSV with columns `q1`, `q2`, `duplicate` (others become the group).
+pub fn read_pairs(path: &Path) -> anyhow::Result<Vec<Pair>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().context("empty file")?.split('\t').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (Some(i1), Some(i2), Some(id)) = (col("q1"), col("q2"), col("duplicate")) else {
+        bail!("{}: expected columns q1, q2, duplicate", path.display());
+    };
+    let others: Vec<usize> = (0..header.len())
+        .filter(|i| ![i1, i2, id].contains(i))
+        .collect();
+    let mut out = Vec::new();
+    for (n, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != header.len() {
+            bail!(
+                "{} line {}: expected {} columns, found {}",
+                path.display(),
+                n + 2,
+                header.len(),
+                f.len()
+            );
+        }
+        let duplicate = match f[id].trim() {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            other => bail!(
+                "{} line {}: duplicate must be 0 or 1, got `{other}`",
+                path.display(),
+                n + 2
+            ),
+        };
+        out.push(Pair {
+            q1: f[i1].to_owned(),
+            q2: f[i2].to_owned(),
+            duplicate,
+            group: others.iter().map(|&i| f[i]).collect::<Vec<_>>().join(" / "),
+        });
+    }
+    Ok(out)
+}
+
+/// Options shared by the evaluations.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// `off`, `balanced` or `strict` (the `[verifier]` strictness).
+    pub strictness: Option<String>,
+    /// Thresholds to report (the lowest is the floor sent with each lookup).
+    pub thresholds: Vec<f32>,
+    /// Concurrent lookups (they share embedder batches).
+    pub concurrency: usize,
+}
+
+/// What one lookup was served.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Served {
+    pub entry: Option<u64>,
+    pub similarity: f32,
+}
+
+impl Served {
+    pub fn at(&self, t: f32) -> Option<u64> {
+        self.entry.filter(|_| self.similarity >= t)
+    }
+}
+
+/// An in-process gateway with its mock provider and a fresh cache.
+pub struct Bench {
+    _mock: MockProvider,
+    gw: Option<crate::http::Spawned>,
+    _dir: tempfile::TempDir,
+    client: reqwest::Client,
+    token: String,
+}
+
+impl Bench {
+    pub fn start(opts: &EvalOptions) -> anyhow::Result<Self> {
+        let mock = MockProvider::start(MockSettings {
+            record: false,
+            ..Default::default()
+        })?;
+        let dir = tempfile::tempdir()?;
+        let token = format!("eval-{}", uuid::Uuid::new_v4());
+        let mut toml_text = format!(
+            "[providers.mock]\nkind = \"openai-compatible\"\nbase_url = \"{}\"\ndiscover_models = false\n",
+            mock.base_url()
+        );
+        if let Some(s) = &opts.strictness {
+            toml_text.push_str(&format!("[verifier]\nstrictness = \"{s}\"\n"));
+        }
+        let file = dir.path().join("eval.toml");
+        std::fs::write(&file, toml_text)?;
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("DEJA__EMBEDDER") || k == "ORT_DYLIB_PATH")
+            .chain([
+                ("DEJA_ADMIN_TOKEN".to_owned(), token.clone()),
+                ("DEJA__TELEMETRY__LOG_LEVEL".to_owned(), "warn".to_owned()),
+            ])
+            .collect();
+        let overrides = Overrides {
+            port: Some(0),
+            data_dir: Some(dir.path().join("data")),
+            ..Default::default()
+        };
+        let cfg = config::load(Some(&file), &env, &overrides)?;
+        let gw = crate::http::spawn(cfg)?;
+        Ok(Bench {
+            _mock: mock,
+            gw: Some(gw),
+            _dir: dir,
+            client: reqwest::Client::new(),
+            token,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gw.as_ref().expect("running").url())
+    }
+
+    /// Store `(namespace, question, answer)` entries; returns each one's entry id.
+    pub async fn store(
+        &self,
+        rows: &[(String, String, String)],
+    ) -> anyhow::Result<Vec<Option<u64>>> {
+        let mut ids = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(256) {
+            let entries: Vec<Value> = chunk
+                .iter()
+                .map(|(ns, q, a)| json!({"prompt": q, "response": a, "model": "mock/eval", "namespace": ns}))
+                .collect();
+            let r = self
+                .client
+                .post(self.url("/admin/cache/entries"))
+                .bearer_auth(&self.token)
+                .json(&json!({"entries": entries}))
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!(
+                    "storing entries failed: {} {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                );
+            }
+            let v: Value = r.json().await?;
+            for res in v["results"].as_array().context("results")? {
+                ids.push(res["id"].as_str().and_then(|s| s.parse().ok()));
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Look each `(namespace, question)` up as a real request; what was served.
+    pub async fn lookup(
+        &self,
+        rows: &[(String, String)],
+        floor: f32,
+        concurrency: usize,
+    ) -> anyhow::Result<Vec<Served>> {
+        use futures_util::StreamExt;
+        let results = futures_util::stream::iter(rows.iter().cloned().enumerate())
+            .map(|(i, (ns, q))| async move {
+                let r = self
+                    .client
+                    .post(self.url("/v1/chat/completions"))
+                    .header("x-deja-cache", "read-only")
+                    .header("x-deja-cache-namespace", ns)
+                    .header("x-deja-cache-threshold", floor.to_string())
+                    .json(&json!({"model": "mock/eval", "messages": [{"role": "user", "content": q}]}))
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("lookup failed: {}", r.status());
+                }
+                let h = r.headers();
+                let status = h.get("x-deja-cache").and_then(|v| v.to_str().ok()).unwrap_or("");
+                let served = if status.starts_with("hit") {
+                    Served {
+                        entry: h.get("x-deja-cache-entry").and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok()),
+                        similarity: h
+                            .get("x-deja-cache-similarity")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0.0),
+                    }
+                } else {
+                    Served::default()
+                };
+                anyhow::Ok((i, served))
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        let mut out = vec![Served::default(); rows.len()];
+        for r in results {
+            let (i, s) = r?;
+            out[i] = s;
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        if let Some(gw) = self.gw.take() {
+            gw.stop();
+        }
+    }
+}
+
+/// Counts for one group at one threshold.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PairStats {
+    pub pairs: usize,
+    pub duplicates: usize,
+    pub non_duplicates: usize,
+    /// Pairs where q2 was answered with q1's entry.
+    pub served: usize,
+    pub served_duplicates: usize,
+    /// duplicate=0 pairs answered with q1's entry: wrong answers.
+    pub wrong: usize,
+}
+
+impl PairStats {
+    pub fn precision(&self) -> f64 {
+        ratio(self.served_duplicates, self.served)
+    }
+    pub fn recall(&self) -> f64 {
+        ratio(self.served_duplicates, self.duplicates)
+    }
+    pub fn wrong_rate(&self) -> f64 {
+        ratio(self.wrong, self.non_duplicates)
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// Per-threshold, per-group results of [`eval_pairs`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PairReport {
+    pub threshold: f32,
+    pub overall: PairStats,
+    pub groups: BTreeMap<String, PairStats>,
+}
+
+/// For each pair store q1 and look q2 up: isolated per pair (a namespace each), or with
+/// `shared`, every q1 in one cache.
+pub async fn eval_pairs(
+    pairs: &[Pair],
+    shared: bool,
+    opts: &EvalOptions,
+) -> anyhow::Result<Vec<PairReport>> {
+    let bench = Bench::start(opts)?;
+    let ns = |i: usize| {
+        if shared {
+            String::new()
+        } else {
+            format!("pair-{i}")
+        }
+    };
+    let stored = bench
+        .store(
+            &pairs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (ns(i), p.q1.clone(), format!("answer to: {}", p.q1)))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+    // In a shared cache a repeated q1 is stored once: find its id by text.
+    let mut by_text: HashMap<&str, u64> = HashMap::new();
+    for (p, id) in pairs.iter().zip(&stored) {
+        if let Some(id) = id {
+            by_text.insert(&p.q1, *id);
+        }
+    }
+    let floor = opts.thresholds.iter().copied().fold(1.0f32, f32::min);
+    let served = bench
+        .lookup(
+            &pairs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (ns(i), p.q2.clone()))
+                .collect::<Vec<_>>(),
+            floor,
+            opts.concurrency,
+        )
+        .await?;
+    let mut reports = Vec::new();
+    for &t in &opts.thresholds {
+        let mut overall = PairStats::default();
+        let mut groups: BTreeMap<String, PairStats> = BTreeMap::new();
+        for (p, s) in pairs.iter().zip(&served) {
+            let q1_id = by_text.get(p.q1.as_str()).copied();
+            let hit = q1_id.is_some() && s.at(t) == q1_id;
+            for st in [&mut overall, groups.entry(p.group.clone()).or_default()] {
+                st.pairs += 1;
+                if p.duplicate {
+                    st.duplicates += 1;
+                } else {
+                    st.non_duplicates += 1;
+                }
+                if hit {
+                    st.served += 1;
+                    if p.duplicate {
+                        st.served_duplicates += 1;
+                    } else {
+                        st.wrong += 1;
+                    }
+                }
+            }
+        }
+        reports.push(PairReport {
+            threshold: t,
+            overall,
+            groups,
+        });
+    }
+    Ok(reports)
+}
+
+/// Intent data: store every training question (answer = its intent), ask every test
+/// question; a hit is correct when the served entry has the question's intent.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IntentStats {
+    pub threshold: f32,
+    pub questions: usize,
+    pub correct: usize,
+    pub wrong_intent: usize,
+    /// Out-of-scope questions (clinc150 `oos_*`) that were served anything.
+    pub oos_questions: usize,
+    pub oos_served: usize,
+}
+
+/// `(text, intent)` rows of an intent dataset folder: train and test (+ oos for clinc150).
+pub fn read_intents(
+    dir: &Path,
+) -> anyhow::Result<(Vec<(String, String)>, Vec<(String, String)>, Vec<String>)> {
+    let clinc = dir.join("data_full.json");
+    if clinc.exists() {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&clinc)?)?;
+        let rows = |k: &str| -> Vec<(String, String)> {
+            v[k].as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| {
+                            Some((r[0].as_str()?.to_owned(), r[1].as_str()?.to_owned()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let oos = rows("oos_test").into_iter().map(|(t, _)| t).collect();
+        return Ok(IntentData {
+            train: rows("train"),
+            test: rows("test"),
+            oos,
+        });
+    }
+    let csv = |name: &str| -> anyhow::Result<Vec<(String, String)>> {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(text
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                if let Some(rest) = line.strip_prefix('"') {
+                    let (q, intent) = rest.rsplit_once("\",")?;
+                    Some((q.replace("\"\"", "\""), intent.to_owned()))
+                } else {
+                    let (q, intent) = line.rsplit_once(',')?;
+                    Some((q.to_owned(), intent.to_owned()))
+                }
+            })
+            .collect())
+    };
+    Ok(IntentData {
+        train: csv("train.csv")?,
+        test: csv("test.csv")?,
+        oos: Vec::new(),
+    })
+}
+
+pub async fn eval_intents(
+    dir: &Path,
+    limit: Option<usize>,
+    opts: &EvalOptions,
+) -> anyhow::Result<Vec<IntentStats>> {
+    let IntentData {
+        train,
+        mut test,
+        mut oos,
+    } = read_intents(dir)?;
+    if let Some(n) = limit {
+        test.truncate(n);
+        oos.truncate(n / 4);
+    }
+    let bench = Bench::start(opts)?;
+    let ids = bench
+        .store(
+            &train
+                .iter()
+                .map(|(q, i)| (String::new(), q.clone(), i.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+    let mut intent_of: HashMap<u64, &str> = HashMap::new();
+    for ((_, intent), id) in train.iter().zip(&ids) {
+        if let Some(id) = id {
+            intent_of.insert(*id, intent);
+        }
+    }
+    // A repeated training question keeps its first entry's id (duplicates are skipped).
+    let floor = opts.thresholds.iter().copied().fold(1.0f32, f32::min);
+    let asked: Vec<(String, String)> = test
+        .iter()
+        .map(|(q, _)| (String::new(), q.clone()))
+        .chain(oos.iter().map(|q| (String::new(), q.clone())))
+        .collect();
+    let served = bench.lookup(&asked, floor, opts.concurrency).await?;
+    Ok(opts
+        .thresholds
+        .iter()
+        .map(|&t| {
+            let mut st = IntentStats {
+                threshold: t,
+                questions: test.len(),
+                oos_questions: oos.len(),
+                ..Default::default()
+            };
+            for (i, s) in served.iter().enumerate() {
+                let Some(id) = s.at(t) else { continue };
+                if i >= test.len() {
+                    st.oos_served += 1;
+                } else if intent_of.get(&id) == Some(&test[i].1.as_str()) {
+                    st.correct += 1;
+                } else {
+                    st.wrong_intent += 1;
+                }
+            }
+            st
+        })
+        .collect())
+}
+
+/// Markdown table of a pairs evaluation at one threshold.
+pub fn pairs_table(r: &PairReport) -> String {
+    let mut s = format!(
+        "threshold {:.2}\n\n| group | pairs | served | precision | recall (dup=1 served) | wrong-answer rate (dup=0 served) |\n|---|---:|---:|---:|---:|---:|\n",
+        r.threshold
+    );
+    let row = |name: &str, st: &PairStats| {
+        format!(
+            "| {name} | {} | {} | {:.3} | {:.3} | {:.3} |\n",
+            st.pairs,
+            st.served,
+            st.precision(),
+            st.recall(),
+            st.wrong_rate()
+        )
+    };
+    for (g, st) in &r.groups {
+        s.push_str(&row(g, st));
+    }
+    s.push_str(&row("**overall**", &r.overall));
+    s
+}
+
+/// Where the default dataset folders live (`../shared/data` next to the repo).
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+}
