@@ -365,10 +365,15 @@ pub struct IntentStats {
     pub oos_served: usize,
 }
 
-/// `(text, intent)` rows of an intent dataset folder: train and test (+ oos for clinc150).
-pub fn read_intents(
-    dir: &Path,
-) -> anyhow::Result<(Vec<(String, String)>, Vec<(String, String)>, Vec<String>)> {
+/// An intent dataset: `(text, intent)` rows to store and to ask, plus out-of-scope questions.
+pub struct IntentData {
+    pub train: Vec<(String, String)>,
+    pub test: Vec<(String, String)>,
+    pub oos: Vec<String>,
+}
+
+/// Read an intent dataset folder: banking77 (train/test CSV) or clinc150 (data_full.json).
+pub fn read_intents(dir: &Path) -> anyhow::Result<IntentData> {
     let clinc = dir.join("data_full.json");
     if clinc.exists() {
         let v: Value = serde_json::from_str(&std::fs::read_to_string(&clinc)?)?;
