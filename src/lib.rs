@@ -9,6 +9,7 @@
 //! - [`config`]: layered configuration (embedded defaults < file < env < flags).
 //! - [`telemetry`]: logging and metrics.
 //! - [`mock`]: a mock provider speaking the OpenAI wire format, for tests and benchmarks.
+//! - [`warmup`]: the `deja warmup FILE` batch client that fills the cache.
 
 pub mod cache;
 pub mod config;
@@ -18,3 +19,4 @@ pub mod http;
 pub mod mock;
 pub mod providers;
 pub mod telemetry;
+pub mod warmup;

@@ -52,6 +52,8 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "mock-model")]
         models: Vec<String>,
     },
+    /// Fill the cache from a JSONL or CSV file of prompt/response pairs (resumable).
+    Warmup(Box<deja::warmup::WarmupArgs>),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -128,5 +130,6 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
+        Command::Warmup(args) => deja::warmup::run(*args),
     }
 }
