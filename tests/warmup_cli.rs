@@ -216,6 +216,18 @@ fn handle(
         );
     };
     let prompts: Vec<String> = list.iter().map(prompt_of).collect();
+    if prompts.iter().any(|p| p == "poison") {
+        return answer(
+            &mut req,
+            &mut stream,
+            400,
+            &[],
+            openai_error(
+                "entries[0].prompt: poison is not allowed",
+                "invalid_request_error",
+            ),
+        );
+    }
     if let Some(bad) = b.explode_on.lock().unwrap().as_ref() {
         if prompts.contains(bad) {
             return answer(
@@ -460,6 +472,16 @@ fn unreachable_server_and_bad_arguments() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+
+    // An unwritable state file is reported before anything is sent.
+    let out = Command::new(env!("CARGO_BIN_EXE_deja"))
+        .args(["warmup", file.to_str().unwrap(), "--model", "m"])
+        .args(["--url", &format!("http://127.0.0.1:{port}")])
+        .args(["--state-file", "/nonexistent/dir/state.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--state-file"));
 
     // A CSV without the prompt column: a usage error naming the flag.
     let csv = write(dir.path(), "x.csv", "a,b\n1,2\n");
@@ -738,4 +760,22 @@ fn through_gateway_sends_chat_completions_and_counts_cache_hits() {
         json!({"temperature": 0, "model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "world"}]})
     );
     assert_eq!(reqs[3].body["model"], "x/y");
+}
+
+#[test]
+fn a_400_batch_is_bisected_so_only_the_bad_entry_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = jsonl_rows(7);
+    text.push_str("{\"prompt\":\"poison\",\"response\":\"x\"}\n");
+    text.push_str(&jsonl_rows(1).replace("question 0", "question 8"));
+    let file = write(dir.path(), "rows.jsonl", &text);
+    let fake = Fake::start();
+    let (code, sum, _) = run_json(&fake, &file, &["--token", TOKEN, "--model", "m"]);
+    assert_eq!(code, 1, "{sum:#}");
+    assert_eq!(sum["inserted"], 8);
+    assert_eq!(sum["failed"], 1);
+    assert_eq!(
+        sum["failures"],
+        json!([{"reason": "HTTP 400: entries[0].prompt: poison is not allowed", "count": 1, "lines": [8]}])
+    );
 }

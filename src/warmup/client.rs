@@ -247,6 +247,8 @@ fn admin_outcomes(body: &str, n: usize) -> Result<Vec<Outcome>, String> {
 }
 
 impl Sender for AdminSender {
+    /// A 400 for a batch of several rows is bisected, so that one entry the server refuses
+    /// fails alone instead of taking its whole batch with it.
     fn send(&mut self, rows: &[Row]) -> Result<Vec<Outcome>, Fatal> {
         let endpoint = format!("{}/admin/cache/entries", self.url.trim_end_matches('/'));
         let body = json!({ "entries": rows.iter().map(|r| &r.entry).collect::<Vec<_>>() });
@@ -262,21 +264,33 @@ impl Sender for AdminSender {
                     Ok(r) => r,
                     Err(e) => return Ok(Attempt::Unreachable(error_chain(&e))),
                 };
-                if resp.status() == StatusCode::OK {
-                    let text = match resp.text() {
-                        Ok(t) => t,
-                        Err(e) => return Ok(Attempt::Retry(error_chain(&e))),
-                    };
-                    return Ok(match admin_outcomes(&text, n) {
-                        Ok(o) => Attempt::Done(o),
-                        Err(why) => Attempt::Reject(why),
-                    });
+                match resp.status() {
+                    StatusCode::OK => {
+                        let text = match resp.text() {
+                            Ok(t) => t,
+                            Err(e) => return Ok(Attempt::Retry(error_chain(&e))),
+                        };
+                        Ok(match admin_outcomes(&text, n) {
+                            Ok(o) => Attempt::Done(Some(o)),
+                            Err(why) => Attempt::Reject(why),
+                        })
+                    }
+                    StatusCode::BAD_REQUEST if n > 1 => Ok(Attempt::Done(None)),
+                    _ => classify_error(resp, "admin"),
                 }
-                classify_error(resp, "admin")
             },
             |why| Fatal(format!("server unreachable at {endpoint}: {why}")),
         )?;
-        Ok(res.unwrap_or_else(|why| vec![Outcome::Failed(why); n]))
+        match res {
+            Ok(Some(outcomes)) => Ok(outcomes),
+            Ok(None) => {
+                let (a, b) = rows.split_at(n / 2);
+                let mut out = self.send(a)?;
+                out.extend(self.send(b)?);
+                Ok(out)
+            }
+            Err(why) => Ok(vec![Outcome::Failed(why); n]),
+        }
     }
 }
 

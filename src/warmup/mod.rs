@@ -178,6 +178,14 @@ pub fn execute(args: &WarmupArgs) -> anyhow::Result<Summary> {
         Loaded::Fresh => {}
     }
 
+    // Fail now, not after the first batch, if the state file cannot be written.
+    progress.save(&state_path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write state file {}: {e} (pass --state-file)",
+            state_path.display()
+        )
+    })?;
+
     let client = client::http_client(Duration::from_secs(args.timeout_secs))?;
     let policy = client::RetryPolicy {
         backoff: Duration::from_millis(args.retry_backoff_ms),
