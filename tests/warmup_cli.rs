@@ -187,8 +187,14 @@ fn handle(
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let hit = !seen.lock().unwrap().insert(prompt);
-        let cache = if hit { "hit-exact" } else { "miss" };
+        let hit = !seen.lock().unwrap().insert(prompt.clone());
+        let cache = if prompt.starts_with("nocache") {
+            "bypass"
+        } else if hit {
+            "hit-exact"
+        } else {
+            "miss"
+        };
         return answer(
             &mut req,
             &mut stream,
@@ -778,4 +784,55 @@ fn a_400_batch_is_bisected_so_only_the_bad_entry_fails() {
         sum["failures"],
         json!([{"reason": "HTTP 400: entries[0].prompt: poison is not allowed", "count": 1, "lines": [8]}])
     );
+}
+
+#[test]
+fn through_gateway_with_concurrency_sends_each_prompt_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text: String = (0..20)
+        .map(|i| format!("{{\"prompt\":\"p{i}\"}}\n"))
+        .collect();
+    text.push_str("{\"prompt\":\"nocache please\"}\n");
+    let file = write(dir.path(), "prompts.jsonl", &text);
+    let fake = Fake::start();
+    let (code, sum, stderr) = run_json(
+        &fake,
+        &file,
+        &[
+            "--through-gateway",
+            "--token",
+            TOKEN,
+            "--model",
+            "m",
+            "--concurrency",
+            "4",
+            "--batch-size",
+            "8",
+        ],
+    );
+    assert_eq!(code, 0, "{sum:#} {stderr}");
+    assert_eq!(sum["inserted"], 20);
+    assert_eq!(sum["bypassed"], 1);
+    assert_eq!(sum["cached"], 0);
+    let mut got: Vec<String> = fake
+        .acked()
+        .iter()
+        .map(|r| {
+            r.body["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
+    want.push("nocache please".into());
+    want.sort();
+    assert_eq!(got, want);
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("prompts.jsonl.deja-warmup.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["target"]["mode"], "gateway");
+    assert_eq!(state["rows_done"], 21);
 }

@@ -18,6 +18,8 @@ pub enum Outcome {
     Duplicate,
     /// Gateway mode: answered from the cache (`x-deja-cache: hit-exact|hit-semantic`).
     Cached,
+    /// Gateway mode: answered (200) but not cached (`x-deja-cache: bypass`).
+    Bypassed,
     Failed(String),
 }
 
@@ -341,6 +343,8 @@ impl GatewaySender {
                     let _ = resp.bytes();
                     return Ok(Attempt::Done(if cache.starts_with("hit") {
                         Outcome::Cached
+                    } else if cache == "bypass" {
+                        Outcome::Bypassed
                     } else {
                         Outcome::Inserted
                     }));

@@ -387,6 +387,7 @@ fn flush(
             Outcome::Inserted => c.inserted += 1,
             Outcome::Duplicate => c.duplicates += 1,
             Outcome::Cached => c.cached += 1,
+            Outcome::Bypassed => c.bypassed += 1,
             Outcome::Failed(reason) => progress.failed.push(FailedRow {
                 index: row.index,
                 line: row.line,
@@ -443,6 +444,8 @@ pub struct Summary {
     pub skipped: u64,
     pub duplicates: u64,
     pub cached: u64,
+    /// Gateway mode: answered but not cached (`x-deja-cache: bypass`); not a failure.
+    pub bypassed: u64,
     pub failed: u64,
     pub failures: Vec<FailureGroup>,
     pub malformed: u64,
@@ -505,6 +508,7 @@ impl Summary {
             skipped: c.duplicates + c.cached,
             duplicates: c.duplicates,
             cached: c.cached,
+            bypassed: c.bypassed,
             failed: p.failed_count(),
             failures,
             malformed: c.malformed,
@@ -553,6 +557,13 @@ impl Summary {
             "  skipped     {:>8} (duplicates {}, already cached {})",
             self.skipped, self.duplicates, self.cached
         );
+        if self.bypassed > 0 {
+            let _ = writeln!(
+                s,
+                "  bypassed    {:>8} (answered but not cached: x-deja-cache: bypass)",
+                self.bypassed
+            );
+        }
         let _ = writeln!(s, "  failed      {:>8}", self.failed);
         for g in &self.failures {
             let _ = writeln!(

@@ -62,6 +62,9 @@ pub struct Counters {
     pub duplicates: u64,
     /// Gateway mode: the gateway answered from the cache (`x-deja-cache: hit-*`).
     pub cached: u64,
+    /// Gateway mode: answered but not cached (`x-deja-cache: bypass`).
+    #[serde(default)]
+    pub bypassed: u64,
     pub malformed: u64,
 }
 
