@@ -28,6 +28,12 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_FATAL: i32 = 3;
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "\
+Progress is saved after every batch the server acknowledges; run the same command again to \
+resume after a crash (acknowledged rows are not re-sent, failed rows are).
+
+Exit codes: 0 every row processed (duplicates and malformed rows included); 1 some rows \
+failed; 2 bad arguments or unreadable input; 3 server unreachable or token refused.")]
 pub struct WarmupArgs {
     /// Input file: JSONL (`{"prompt"|"messages", "response", "model"?, "namespace"?,
     /// "ttl_secs"?, "params"?}` per line) or CSV with a header row.
@@ -35,7 +41,7 @@ pub struct WarmupArgs {
     /// The deja server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// Admin token (sent as `Authorization: Bearer`).
+    /// Admin token, sent as `Authorization: Bearer` (with --through-gateway: the gateway key).
     #[arg(long, env = "DEJA_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Model for rows that do not name one (required if rows lack it).
