@@ -20,6 +20,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Stop the run after this many consecutive batches in which every row failed.
+pub const MAX_FAILED_BATCHES: usize = 5;
+
 /// Exit code: rows failed (the server answered, but not every row went in).
 pub const EXIT_FAILED_ROWS: i32 = 1;
 /// Exit code: bad arguments or unreadable input.
@@ -286,6 +289,7 @@ pub fn process(
     let mut read_upto = resume_upto;
     let mut last_line = progress.last_line;
     let mut eof = false;
+    let mut failed_streak = 0;
     loop {
         let Some(rec) = reader.next_record()? else {
             eof = true;
@@ -314,6 +318,8 @@ pub fn process(
             }
         }
         if batch.len() >= settings.batch_size {
+            let failed_before = progress.failed.len();
+            let n = batch.len();
             if let Err(Fatal(why)) = flush(
                 sender,
                 progress,
@@ -328,6 +334,21 @@ pub fn process(
             }
             save(progress, settings)?;
             on_progress(progress, reader.bytes_read());
+            // A server that fails every row of batch after batch is not worth grinding
+            // through the whole file with: stop (the failed rows are re-sent next run).
+            if progress.failed.len() >= failed_before + n {
+                failed_streak += 1;
+                if failed_streak >= MAX_FAILED_BATCHES {
+                    let why = progress.failed.last().map(|f| f.reason.clone());
+                    result.fatal = Some(format!(
+                        "{MAX_FAILED_BATCHES} batches in a row failed entirely (last: {}); stopping",
+                        why.unwrap_or_default()
+                    ));
+                    return Ok(result);
+                }
+            } else {
+                failed_streak = 0;
+            }
         }
     }
     if let Err(Fatal(why)) = flush(
@@ -342,7 +363,8 @@ pub fn process(
         result.fatal = Some(why);
         return Ok(result);
     }
-    progress.complete = eof;
+    // Once every record is done, a later run with a smaller --limit does not undo that.
+    progress.complete |= eof;
     save(progress, settings)?;
     on_progress(progress, reader.bytes_read());
     Ok(result)

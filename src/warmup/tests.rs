@@ -241,3 +241,26 @@ fn failed_rows_are_reported_and_resent_by_the_next_run() {
     assert_eq!(sum.inserted, 6);
     assert_eq!(sum.exit_code, 0);
 }
+
+#[test]
+fn a_server_failing_every_batch_stops_the_run() {
+    let text = jsonl(40, &[]);
+    let mut s = FakeSender {
+        fail_rows: (0..40).collect(),
+        ..Default::default()
+    };
+    let mut p = fresh();
+    let r = process(
+        &mut reader(&text),
+        &mut s,
+        &mut p,
+        &settings(2, None),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(s.batches.len(), MAX_FAILED_BATCHES);
+    assert!(r.fatal.unwrap().contains("in a row failed entirely"));
+    assert_eq!(p.rows_done, 2 * MAX_FAILED_BATCHES as u64);
+    assert_eq!(p.failed.len(), 2 * MAX_FAILED_BATCHES);
+    assert!(!p.complete);
+}
