@@ -427,8 +427,9 @@ fn jsonl_malformed_lines_are_reported_and_good_rows_sent_after_a_503() {
 
     // And with resume (the default): nothing is sent.
     let before = fake.all().len();
-    let (code, sum, _) = run_json(&fake, &file, &["--token", TOKEN, "--model", "m"]);
+    let (code, sum, stderr) = run_json(&fake, &file, &["--token", TOKEN, "--model", "m"]);
     assert_eq!(code, 0);
+    assert!(stderr.contains("nothing to send"), "{stderr}");
     assert_eq!(sum["sent_this_run"], 0);
     assert_eq!(fake.all().len(), before);
 }

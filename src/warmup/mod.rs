@@ -171,6 +171,11 @@ pub fn execute(args: &WarmupArgs) -> anyhow::Result<Summary> {
         Progress::load_or_new(&state_path, fresh)
     };
     match &loaded {
+        Loaded::Resumed if progress.complete && progress.failed.is_empty() => eprintln!(
+            "{} says all {} rows are done: nothing to send (--restart sends them again)",
+            state_path.display(),
+            progress.rows_done
+        ),
         Loaded::Resumed => eprintln!(
             "resuming from {}: {} rows done{}",
             state_path.display(),
