@@ -10,6 +10,7 @@
 //! - [`telemetry`]: logging and metrics.
 //! - [`eval`]: measuring the cache on labelled pairs and intent data (`deja eval-pairs`).
 //! - [`mock`]: a mock provider speaking the OpenAI wire format, for tests and benchmarks.
+//! - [`warmup`]: the `deja warmup FILE` batch client that fills the cache.
 
 pub mod cache;
 pub mod config;
@@ -20,3 +21,4 @@ pub mod http;
 pub mod mock;
 pub mod providers;
 pub mod telemetry;
+pub mod warmup;

@@ -78,6 +78,8 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "mock-model")]
         models: Vec<String>,
     },
+    /// Fill the cache from a JSONL or CSV file of prompt/response pairs (resumable).
+    Warmup(Box<deja::warmup::WarmupArgs>),
 }
 
 #[derive(clap::Args)]
@@ -257,5 +259,6 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
+        Command::Warmup(args) => deja::warmup::run(*args),
     }
 }
