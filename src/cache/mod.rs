@@ -1,1 +1,2 @@
 //! Semantic cache: HNSW index in memory, entries persisted in sled.
+pub mod verify;
