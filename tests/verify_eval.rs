@@ -16,13 +16,19 @@ fn env(k: &str) -> Option<String> {
 #[test]
 #[ignore]
 fn evaluate() {
-    let Some(dir) = env("VERIFY_EVAL_DIR") else { return };
+    let Some(dir) = env("VERIFY_EVAL_DIR") else {
+        return;
+    };
     let strict = match env("VERIFY_STRICTNESS").as_deref() {
         Some("strict") => Strictness::Strict,
         _ => Strictness::Balanced,
     };
     let v = Verifier::new(strict);
-    let ths: Vec<f32> = env("VERIFY_THRESHOLDS").unwrap_or("0.75,0.8,0.85".into()).split(',').map(|s| s.parse().unwrap()).collect();
+    let ths: Vec<f32> = env("VERIFY_THRESHOLDS")
+        .unwrap_or("0.75,0.8,0.85".into())
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
     let dump = env("VERIFY_DUMP");
     let text = std::fs::read_to_string(format!("{dir}/pairs_sim.tsv")).unwrap();
     let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
@@ -31,7 +37,10 @@ fn evaluate() {
     groups.dedup();
     let half = env("VERIFY_HALF").map(|h| h.parse::<usize>().unwrap());
     let t0 = std::time::Instant::now();
-    let verdicts: Vec<_> = rows.iter().map(|r| v.verify(r[2], r[3], r[5].parse().unwrap())).collect();
+    let verdicts: Vec<_> = rows
+        .iter()
+        .map(|r| v.verify(r[2], r[3], r[5].parse().unwrap()))
+        .collect();
     eprintln!("{} pairs verified in {:?}", rows.len(), t0.elapsed());
     for &th in &ths {
         // group -> (dup, n, served_thr, served_ver)
@@ -47,7 +56,10 @@ fn evaluate() {
             e.1 += usize::from(above);
             e.2 += usize::from(above && vd.accept);
             if above && dump.as_deref() == Some(r[4]) && (vd.accept == (r[4] == "0")) {
-                println!("DUMP\t{}\t{}\t{}\t{}\t{}", r[1], r[2], r[3], r[5], vd.detail);
+                println!(
+                    "DUMP\t{}\t{}\t{}\t{}\t{}",
+                    r[1], r[2], r[3], r[5], vd.detail
+                );
             }
         }
         println!("\n== threshold {th} ({strict:?})\ndup  group                                                         n   thr-only  +verifier");
@@ -57,14 +69,30 @@ fn evaluate() {
             tot[k].0 += n;
             tot[k].1 += a;
             tot[k].2 += b;
-            println!("{d}    {:<60} {n:>5}  {:>6.1}%  {:>6.1}%", &name[..name.len().min(60)], 100.0 * *a as f64 / *n as f64, 100.0 * *b as f64 / *n as f64);
+            println!(
+                "{d}    {:<60} {n:>5}  {:>6.1}%  {:>6.1}%",
+                &name[..name.len().min(60)],
+                100.0 * *a as f64 / *n as f64,
+                100.0 * *b as f64 / *n as f64
+            );
         }
         let pct = |x: usize, n: usize| 100.0 * x as f64 / n.max(1) as f64;
-        println!("wrong-answer rate (dup=0 served): {:.1}% -> {:.1}%", pct(tot[0].1, tot[0].0), pct(tot[0].2, tot[0].0));
-        println!("duplicate recall (dup=1 served):  {:.1}% -> {:.1}%", pct(tot[1].1, tot[1].0), pct(tot[1].2, tot[1].0));
+        println!(
+            "wrong-answer rate (dup=0 served): {:.1}% -> {:.1}%",
+            pct(tot[0].1, tot[0].0),
+            pct(tot[0].2, tot[0].0)
+        );
+        println!(
+            "duplicate recall (dup=1 served):  {:.1}% -> {:.1}%",
+            pct(tot[1].1, tot[1].0),
+            pct(tot[1].2, tot[1].0)
+        );
         for name in ["banking77", "clinc150", "clinc150_oos"] {
-            let Ok(t) = std::fs::read_to_string(format!("{dir}/intent_{name}.tsv")) else { continue };
-            let (mut n, mut hit_t, mut hit_v, mut wrong_t, mut wrong_v, mut any_t, mut any_v) = (0, 0, 0, 0, 0, 0, 0);
+            let Ok(t) = std::fs::read_to_string(format!("{dir}/intent_{name}.tsv")) else {
+                continue;
+            };
+            let (mut n, mut hit_t, mut hit_v, mut wrong_t, mut wrong_v, mut any_t, mut any_v) =
+                (0, 0, 0, 0, 0, 0, 0);
             for l in t.lines() {
                 let f: Vec<&str> = l.split('\t').collect();
                 n += 1;

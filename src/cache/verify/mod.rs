@@ -130,10 +130,18 @@ pub struct Verdict {
 
 impl Verdict {
     fn accept(detail: impl Into<String>) -> Self {
-        Verdict { accept: true, reason: None, detail: detail.into() }
+        Verdict {
+            accept: true,
+            reason: None,
+            detail: detail.into(),
+        }
     }
     fn refuse(reason: RefusalReason, detail: impl Into<String>) -> Self {
-        Verdict { accept: false, reason: Some(reason), detail: format!("{}: {}", reason.as_str(), detail.into()) }
+        Verdict {
+            accept: false,
+            reason: Some(reason),
+            detail: format!("{}: {}", reason.as_str(), detail.into()),
+        }
     }
 }
 
@@ -141,6 +149,10 @@ impl Verdict {
 const MAX_WORDS: usize = 160;
 /// Below this cosine similarity, Strict refuses any unexplained content difference.
 const STRICT_CONTENT_SIM: f32 = 0.92;
+/// Balanced applies negation/pronoun/entity/added-word checks only when at least this
+/// share of content words align; below it the wordings differ too much for a word diff
+/// to locate what changed, and the cosine threshold decides.
+const CLOSE_OVERLAP: f32 = 0.75;
 
 /// The verifier. Build once (lexicons are compiled in `new`) and share.
 pub struct Verifier {
@@ -150,7 +162,9 @@ pub struct Verifier {
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Verifier").field("strictness", &self.strictness).finish()
+        f.debug_struct("Verifier")
+            .field("strictness", &self.strictness)
+            .finish()
     }
 }
 
@@ -185,11 +199,16 @@ struct Pair<'a> {
     /// unaligned tokens already explained by a check that accepted them
     a_explained: Vec<bool>,
     b_explained: Vec<bool>,
+    /// share of content words aligned (0..=1): how close the wordings are
+    overlap: f32,
 }
 
 impl Verifier {
     pub fn new(strictness: Strictness) -> Self {
-        Verifier { strictness, lex: Lexicon::build() }
+        Verifier {
+            strictness,
+            lex: Lexicon::build(),
+        }
     }
 
     pub fn strictness(&self) -> Strictness {
@@ -208,7 +227,10 @@ impl Verifier {
             let ta = tail_words(request);
             let tb = tail_words(candidate);
             if ta != tb {
-                return Verdict::refuse(RefusalReason::ContentMismatch, "long texts differ past the compared prefix");
+                return Verdict::refuse(
+                    RefusalReason::ContentMismatch,
+                    "long texts differ past the compared prefix",
+                );
             }
         }
         let a = &a[..a.len().min(MAX_WORDS)];
@@ -250,13 +272,20 @@ impl Verifier {
 
     fn syn_ids(&self, t: &Token) -> impl Iterator<Item = u32> + '_ {
         let lex = &self.lex;
-        t.forms.iter().filter_map(move |f| lex.synonyms.get(f.as_str())).flatten().copied().collect::<Vec<_>>().into_iter()
+        t.forms
+            .iter()
+            .filter_map(move |f| lex.synonyms.get(f.as_str()))
+            .flatten()
+            .copied()
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 
     fn antonyms(&self, x: &Token, y: &Token) -> bool {
         for fx in &x.forms {
             for fy in &y.forms {
-                if self.lex.antonyms.contains(&(fx.as_str(), fy.as_str())) || prefix_antonym(fx, fy) {
+                if self.lex.antonyms.contains(&(fx.as_str(), fy.as_str())) || prefix_antonym(fx, fy)
+                {
                     return true;
                 }
             }
@@ -275,6 +304,9 @@ impl Verifier {
         }
         if self.antonyms(x, y) {
             return false;
+        }
+        if x.forms.iter().any(|f| y.forms.contains(f)) {
+            return true;
         }
         // closed-class words only match themselves
         let closed = |t: &Token| {
@@ -299,7 +331,9 @@ impl Verifier {
     }
 
     fn known(&self, w: &str) -> bool {
-        self.lex.synonyms.contains_key(w) || self.lex.irregular.contains_key(w) || self.lex.filler.contains(w)
+        self.lex.synonyms.contains_key(w)
+            || self.lex.irregular.contains_key(w)
+            || self.lex.filler.contains(w)
     }
 
     /// One is a misspelling of the other: close in edit distance, and at least one of
@@ -307,7 +341,11 @@ impl Verifier {
     fn typo(&self, x: &Token, y: &Token) -> bool {
         let (a, b) = (x.norm.as_str(), y.norm.as_str());
         let (la, lb) = (a.chars().count(), b.chars().count());
-        if la.min(lb) < 5 || la.abs_diff(lb) > 2 || !a.chars().all(char::is_alphabetic) || !b.chars().all(char::is_alphabetic) {
+        if la.min(lb) < 5
+            || la.abs_diff(lb) > 2
+            || !a.chars().all(char::is_alphabetic)
+            || !b.chars().all(char::is_alphabetic)
+        {
             return false;
         }
         if x.forms.iter().any(|f| self.known(f)) && y.forms.iter().any(|f| self.known(f)) {
@@ -356,7 +394,38 @@ impl Verifier {
             a_aligned[i] = true;
             b_aligned[j] = true;
         }
-        Pair { a, b, aligned, a_aligned, b_aligned, a_explained: vec![false; n], b_explained: vec![false; m] }
+        // bag-of-words overlap of content words (moved words count as shared)
+        let content = |ts: &[Token]| ts.iter().filter(|t| self.is_content(t)).count();
+        let mut used = vec![false; m];
+        let mut shared = 0;
+        for i in (0..n).filter(|&i| self.is_content(&a[i])) {
+            if let Some(j) = (0..m).find(|&j| !used[j] && eq[i * m + j]) {
+                used[j] = true;
+                shared += 1;
+            }
+        }
+        let (ca, cb) = (content(a), content(b));
+        let overlap = if ca.max(cb) - shared <= 1 {
+            1.0
+        } else {
+            shared as f32 / ca.max(cb).max(1) as f32
+        };
+        Pair {
+            a,
+            b,
+            aligned,
+            a_aligned,
+            b_aligned,
+            a_explained: vec![false; n],
+            b_explained: vec![false; m],
+            overlap,
+        }
+    }
+
+    /// Word-level checks that need the two wordings to be close enough for the diff to
+    /// locate the difference (Balanced); Strict always applies them.
+    fn close(&self, p: &Pair) -> bool {
+        self.strictness == Strictness::Strict || p.overlap >= CLOSE_OVERLAP
     }
 
     // ---- checks; each returns Some(verdict) to stop ----
@@ -380,34 +449,56 @@ impl Verifier {
         };
         let (ra, rb) = (runs(p.a), runs(p.b));
         let only = |x: &[(String, bool)], y: &[(String, bool)]| -> Option<String> {
-            x.iter().find(|(n, weak)| !weak && !y.iter().any(|(m, _)| m == n)).map(|(n, _)| n.clone())
+            x.iter()
+                .find(|(n, weak)| !weak && !y.iter().any(|(m, _)| m == n))
+                .map(|(n, _)| n.clone())
         };
         if let Some(n) = only(&ra, &rb) {
-            return Some(Verdict::refuse(RefusalReason::Number, format!("'{n}' only in request")));
+            return Some(Verdict::refuse(
+                RefusalReason::Number,
+                format!("'{n}' only in request"),
+            ));
         }
         if let Some(n) = only(&rb, &ra) {
-            return Some(Verdict::refuse(RefusalReason::Number, format!("'{n}' only in candidate")));
+            return Some(Verdict::refuse(
+                RefusalReason::Number,
+                format!("'{n}' only in candidate"),
+            ));
         }
         // units, currencies, dates among the unaligned words
         let units = |ts: &[Token], al: &[bool]| -> Vec<&'static str> {
-            ts.iter().zip(al).filter(|(_, &x)| !x).filter_map(|(t, _)| self.lex.units.get(t.norm.as_str()).copied()).collect()
+            ts.iter()
+                .zip(al)
+                .filter(|(_, &x)| !x)
+                .filter_map(|(t, _)| self.lex.units.get(t.norm.as_str()).copied())
+                .collect()
         };
         let (ua, ub) = (units(p.a, &p.a_aligned), units(p.b, &p.b_aligned));
         if let Some(u) = ua.iter().find(|u| !ub.contains(u)) {
             if !ub.is_empty() || !ra.is_empty() {
-                return Some(Verdict::refuse(RefusalReason::Number, format!("unit/date '{u}' only in request")));
+                return Some(Verdict::refuse(
+                    RefusalReason::Number,
+                    format!("unit/date '{u}' only in request"),
+                ));
             }
         }
         if let Some(u) = ub.iter().find(|u| !ua.contains(u)) {
             if !ua.is_empty() || !rb.is_empty() {
-                return Some(Verdict::refuse(RefusalReason::Number, format!("unit/date '{u}' only in candidate")));
+                return Some(Verdict::refuse(
+                    RefusalReason::Number,
+                    format!("unit/date '{u}' only in candidate"),
+                ));
             }
         }
         None
     }
 
     fn check_polarity(&self, p: &mut Pair, _sim: f32) -> Option<Verdict> {
-        let negs = |ts: &[Token]| ts.iter().filter(|t| self.lex.negators.contains(t.norm.as_str())).count();
+        let negs = |ts: &[Token]| {
+            ts.iter()
+                .filter(|t| self.lex.negators.contains(t.norm.as_str()))
+                .count()
+        };
         let (na, nb) = (negs(p.a), negs(p.b));
         // antonym swaps among unaligned words (not temporal/spatial order: those never cancel)
         let mut flips = Vec::new();
@@ -417,7 +508,8 @@ impl Verifier {
                 continue;
             }
             for (j, y) in p.b.iter().enumerate() {
-                if p.b_aligned[j] || used_b[j] || self.is_order(y, &[Axis::Temporal, Axis::Spatial]) {
+                if p.b_aligned[j] || used_b[j] || self.is_order(y, &[Axis::Temporal, Axis::Spatial])
+                {
                     continue;
                 }
                 if self.antonyms(x, y) {
@@ -429,20 +521,36 @@ impl Verifier {
         }
         let neg_flip = na.abs_diff(nb) % 2 == 1;
         let total = na.abs_diff(nb) + flips.len();
-        if total % 2 == 1 {
+        if total % 2 == 1 && (flips.len() % 2 == 1 || self.close(p)) {
             if neg_flip {
-                let (side, ts) = if na > nb { (Side::Req, p.a) } else { (Side::Cand, p.b) };
-                let w = ts.iter().find(|t| self.lex.negators.contains(t.norm.as_str())).map(|t| t.norm.as_str()).unwrap_or("not");
-                return Some(Verdict::refuse(RefusalReason::Negation, format!("'{w}' only in {}", side.name())));
+                let (side, ts) = if na > nb {
+                    (Side::Req, p.a)
+                } else {
+                    (Side::Cand, p.b)
+                };
+                let w = ts
+                    .iter()
+                    .find(|t| self.lex.negators.contains(t.norm.as_str()))
+                    .map(|t| t.norm.as_str())
+                    .unwrap_or("not");
+                return Some(Verdict::refuse(
+                    RefusalReason::Negation,
+                    format!("'{w}' only in {}", side.name()),
+                ));
             }
             let (i, j) = flips[0];
             let (x, y) = (&p.a[i].norm, &p.b[j].norm);
-            let reason = if self.is_order(&p.a[i], &[Axis::Comparative]) || self.is_order(&p.b[j], &[Axis::Comparative]) {
+            let reason = if self.is_order(&p.a[i], &[Axis::Comparative])
+                || self.is_order(&p.b[j], &[Axis::Comparative])
+            {
                 RefusalReason::Comparative
             } else {
                 RefusalReason::Antonym
             };
-            return Some(Verdict::refuse(reason, format!("'{x}' in request vs '{y}' in candidate")));
+            return Some(Verdict::refuse(
+                reason,
+                format!("'{x}' in request vs '{y}' in candidate"),
+            ));
         }
         // an even number of flips cancels out ("not negative" = "positive")
         for (i, j) in flips {
@@ -473,7 +581,12 @@ impl Verifier {
             ts.iter()
                 .enumerate()
                 .filter(|(i, _)| !al[*i] && !ex[*i])
-                .filter_map(|(_, t)| self.lex.order.get(t.norm.as_str()).map(|&(ax, s)| (ax, s, t.norm.clone())))
+                .filter_map(|(_, t)| {
+                    self.lex
+                        .order
+                        .get(t.norm.as_str())
+                        .map(|&(ax, s)| (ax, s, t.norm.clone()))
+                })
                 .collect()
         };
         let oa = collect(p.a, &p.a_aligned, &p.a_explained);
@@ -487,7 +600,10 @@ impl Verifier {
                         Axis::Comparative => RefusalReason::Comparative,
                         Axis::Logic => RefusalReason::Logic,
                     };
-                    return Some(Verdict::refuse(reason, format!("'{w}' in request vs '{v}' in candidate")));
+                    return Some(Verdict::refuse(
+                        reason,
+                        format!("'{w}' in request vs '{v}' in candidate"),
+                    ));
                 }
             }
         }
@@ -495,32 +611,69 @@ impl Verifier {
     }
 
     fn check_pronouns(&self, p: &mut Pair, _sim: f32) -> Option<Verdict> {
-        let class = |t: &Token| self.lex.pronouns.get(t.norm.as_str()).copied().or_else(|| self.lex.gendered.get(t.norm.as_str()).copied());
+        if !self.close(p) {
+            return None;
+        }
+        let class = |t: &Token| {
+            self.lex
+                .pronouns
+                .get(t.norm.as_str())
+                .copied()
+                .or_else(|| self.lex.gendered.get(t.norm.as_str()).copied())
+        };
         let mut dirs: Vec<(&str, &str)> = Vec::new();
         for (ra, rb) in blocks(p) {
-            let ca: Vec<(&str, &str)> = ra.clone().filter_map(|i| class(&p.a[i]).map(|c| (c, p.a[i].norm.as_str()))).collect();
-            let cb: Vec<(&str, &str)> = rb.clone().filter_map(|j| class(&p.b[j]).map(|c| (c, p.b[j].norm.as_str()))).collect();
+            let ca: Vec<(&str, &str)> = ra
+                .clone()
+                .filter_map(|i| class(&p.a[i]).map(|c| (c, p.a[i].norm.as_str())))
+                .collect();
+            let cb: Vec<(&str, &str)> = rb
+                .clone()
+                .filter_map(|j| class(&p.b[j]).map(|c| (c, p.b[j].norm.as_str())))
+                .collect();
+            if ra.len() > 2 || rb.len() > 2 {
+                continue;
+            }
             for (k, &(x, wx)) in ca.iter().enumerate() {
-                let Some(&(y, wy)) = cb.get(k.min(cb.len().saturating_sub(1))) else { break };
-                if x == y {
+                let Some(&(y, wy)) = cb.get(k.min(cb.len().saturating_sub(1))) else {
+                    break;
+                };
+                if x == y || x == "3n" || y == "3n" {
                     continue;
                 }
-                let generic = matches!((x, y), ("1sg", "2") | ("2", "1sg") | ("1pl", "2") | ("2", "1pl") | ("1sg", "1pl") | ("1pl", "1sg"));
+                let generic = matches!(
+                    (x, y),
+                    ("1sg", "2")
+                        | ("2", "1sg")
+                        | ("1pl", "2")
+                        | ("2", "1pl")
+                        | ("1sg", "1pl")
+                        | ("1pl", "1sg")
+                );
                 if generic && self.strictness != Strictness::Strict {
                     dirs.push((x, y));
                     continue;
                 }
-                return Some(Verdict::refuse(RefusalReason::Pronoun, format!("'{wx}' in request vs '{wy}' in candidate")));
+                return Some(Verdict::refuse(
+                    RefusalReason::Pronoun,
+                    format!("'{wx}' in request vs '{wy}' in candidate"),
+                ));
             }
         }
         // "can you help me" vs "can I help you": first/second person swapped both ways
         if dirs.iter().any(|&(x, y)| dirs.contains(&(y, x))) {
-            return Some(Verdict::refuse(RefusalReason::Pronoun, "first and second person swapped"));
+            return Some(Verdict::refuse(
+                RefusalReason::Pronoun,
+                "first and second person swapped",
+            ));
         }
         None
     }
 
     fn check_entities(&self, p: &mut Pair, _sim: f32) -> Option<Verdict> {
+        if !self.close(p) {
+            return None;
+        }
         let cap = |ts: &[Token], al: &[bool], ex: &[bool]| -> Option<String> {
             ts.iter()
                 .enumerate()
@@ -528,22 +681,44 @@ impl Verifier {
                 .map(|(_, t)| t.norm.clone())
         };
         if let Some(w) = cap(p.a, &p.a_aligned, &p.a_explained) {
-            return Some(Verdict::refuse(RefusalReason::Entity, format!("'{w}' only in request")));
+            return Some(Verdict::refuse(
+                RefusalReason::Entity,
+                format!("'{w}' only in request"),
+            ));
         }
         if let Some(w) = cap(p.b, &p.b_aligned, &p.b_explained) {
-            return Some(Verdict::refuse(RefusalReason::Entity, format!("'{w}' only in candidate")));
+            return Some(Verdict::refuse(
+                RefusalReason::Entity,
+                format!("'{w}' only in candidate"),
+            ));
         }
         None
     }
 
     fn check_question_word(&self, p: &mut Pair, _sim: f32) -> Option<Verdict> {
+        if !self.close(p) {
+            return None;
+        }
         for (ra, rb) in blocks(p) {
-            let wa = ra.clone().find_map(|i| self.lex.wh.get(p.a[i].norm.as_str()).map(|c| (*c, &p.a[i].norm)));
-            let wb = rb.clone().find_map(|j| self.lex.wh.get(p.b[j].norm.as_str()).map(|c| (*c, &p.b[j].norm)));
+            let wa = ra.clone().find_map(|i| {
+                self.lex
+                    .wh
+                    .get(p.a[i].norm.as_str())
+                    .map(|c| (*c, &p.a[i].norm))
+            });
+            let wb = rb.clone().find_map(|j| {
+                self.lex
+                    .wh
+                    .get(p.b[j].norm.as_str())
+                    .map(|c| (*c, &p.b[j].norm))
+            });
             if let (Some((x, wx)), Some((y, wy))) = (wa, wb) {
                 let lenient = matches!((x, y), ("what", "how") | ("how", "what"));
                 if x != y && (self.strictness == Strictness::Strict || !lenient) {
-                    return Some(Verdict::refuse(RefusalReason::QuestionWord, format!("'{wx}' in request vs '{wy}' in candidate")));
+                    return Some(Verdict::refuse(
+                        RefusalReason::QuestionWord,
+                        format!("'{wx}' in request vs '{wy}' in candidate"),
+                    ));
                 }
             }
         }
@@ -555,14 +730,20 @@ impl Verifier {
             return None;
         }
         let tense = |ts: &[Token]| -> Vec<&str> {
-            let mut v: Vec<&str> = ts.iter().filter_map(|t| self.lex.tense.get(t.norm.as_str()).copied()).collect();
+            let mut v: Vec<&str> = ts
+                .iter()
+                .filter_map(|t| self.lex.tense.get(t.norm.as_str()).copied())
+                .collect();
             v.sort_unstable();
             v.dedup();
             v
         };
         let (ta, tb) = (tense(p.a), tense(p.b));
         if ta != tb {
-            return Some(Verdict::refuse(RefusalReason::Tense, format!("{ta:?} in request vs {tb:?} in candidate")));
+            return Some(Verdict::refuse(
+                RefusalReason::Tense,
+                format!("{ta:?} in request vs {tb:?} in candidate"),
+            ));
         }
         None
     }
@@ -579,11 +760,45 @@ impl Verifier {
         for (ia, &xa) in a.iter().enumerate() {
             let ta = &p.a[xa];
             let pivot_prep = self.lex.role_preps.contains(ta.norm.as_str());
-            if !(self.is_content(ta) || pivot_prep) {
+            let function = matches!(
+                ta.norm.as_str(),
+                "a" | "an"
+                    | "the"
+                    | "is"
+                    | "are"
+                    | "am"
+                    | "was"
+                    | "were"
+                    | "be"
+                    | "been"
+                    | "do"
+                    | "does"
+                    | "did"
+                    | "by"
+                    | "of"
+                    | "and"
+                    | "or"
+            );
+            if function
+                || !(self.is_content(ta)
+                    || pivot_prep
+                    || self.lex.filler.contains(ta.norm.as_str())
+                    || self.lex.order.contains_key(ta.norm.as_str()))
+            {
                 continue;
             }
-            let ma: Vec<usize> = a.iter().enumerate().filter(|(_, &x)| self.same_word(&p.a[x], ta)).map(|(k, _)| k).collect();
-            let mb: Vec<usize> = b.iter().enumerate().filter(|(_, &y)| self.same_word(&p.b[y], ta)).map(|(k, _)| k).collect();
+            let ma: Vec<usize> = a
+                .iter()
+                .enumerate()
+                .filter(|(_, &x)| self.same_word(&p.a[x], ta))
+                .map(|(k, _)| k)
+                .collect();
+            let mb: Vec<usize> = b
+                .iter()
+                .enumerate()
+                .filter(|(_, &y)| self.same_word(&p.b[y], ta))
+                .map(|(k, _)| k)
+                .collect();
             if ma.len() == 1 && mb.len() == 1 {
                 items.push((ia, mb[0], pivot_prep));
             }
@@ -597,12 +812,17 @@ impl Verifier {
                 // swapped pair: is there a pivot between them on both sides?
                 let (lo_a, hi_a) = (xa.min(ya), xa.max(ya));
                 let (lo_b, hi_b) = (xb.min(yb), xb.max(yb));
-                let pivot = items.iter().find(|&&(pa, pb, _)| pa > lo_a && pa < hi_a && pb > lo_b && pb < hi_b);
+                let pivot = items
+                    .iter()
+                    .find(|&&(pa, pb, _)| pa > lo_a && pa < hi_a && pb > lo_b && pb < hi_b);
                 if let Some(&(pa, _, _)) = pivot {
                     let wx = &p.a[a[xa]].norm;
                     let wy = &p.a[a[ya]].norm;
                     let wp = &p.a[a[pa]].norm;
-                    return Some(Verdict::refuse(RefusalReason::RoleSwap, format!("'{wx}' and '{wy}' swap sides of '{wp}'")));
+                    return Some(Verdict::refuse(
+                        RefusalReason::RoleSwap,
+                        format!("'{wx}' and '{wy}' swap sides of '{wp}'"),
+                    ));
                 }
             }
         }
@@ -618,21 +838,35 @@ impl Verifier {
     /// ("[was] X verb-ed by Y"), the agent Y is moved before X.
     fn role_order(&self, ts: &[Token]) -> Vec<usize> {
         let idx: Vec<usize> = (0..ts.len()).collect();
-        let Some(by) = ts.iter().position(|t| t.norm == "by") else { return idx };
+        let Some(by) = ts.iter().position(|t| t.norm == "by") else {
+            return idx;
+        };
         if by == 0 || by + 1 >= ts.len() {
             return idx;
         }
         let verb = by - 1;
         let v = &ts[verb].norm;
-        let participle = v.ends_with("ed") || v.ends_with("en") || ts[verb].forms.len() > 1 && self.lex.irregular.contains_key(v.as_str());
-        let Some(be) = ts[..verb].iter().rposition(|t| self.lex.be_forms.contains(t.norm.as_str())) else { return idx };
+        let participle = v.ends_with("ed")
+            || v.ends_with("en")
+            || ts[verb].forms.len() > 1 && self.lex.irregular.contains_key(v.as_str());
+        let Some(be) = ts[..verb]
+            .iter()
+            .rposition(|t| self.lex.be_forms.contains(t.norm.as_str()))
+        else {
+            return idx;
+        };
         if !participle {
             return idx;
         }
         // agent runs to the end of the clause
         let end = ts[by + 1..]
             .iter()
-            .position(|t| matches!(t.norm.as_str(), "and" | "or" | "but" | "if" | "when" | "because" | "while") || t.norm.len() == 1 && !t.norm.chars().all(char::is_alphanumeric))
+            .position(|t| {
+                matches!(
+                    t.norm.as_str(),
+                    "and" | "or" | "but" | "if" | "when" | "because" | "while"
+                ) || t.norm.len() == 1 && !t.norm.chars().all(char::is_alphanumeric)
+            })
             .map(|k| by + 1 + k)
             .unwrap_or(ts.len());
         // patient: words between the be-form... and the verb, or before the be-form in a statement
@@ -646,28 +880,57 @@ impl Verifier {
 
     fn check_content(&self, p: &mut Pair, sim: f32) -> Option<Verdict> {
         let left = |ts: &[Token], al: &[bool], ex: &[bool]| -> Vec<usize> {
-            (0..ts.len()).filter(|&i| !al[i] && !ex[i] && self.is_content(&ts[i]) && ts[i].number.is_none()).collect()
+            (0..ts.len())
+                .filter(|&i| !al[i] && !ex[i] && self.is_content(&ts[i]) && ts[i].number.is_none())
+                .collect()
         };
         let ca = left(p.a, &p.a_aligned, &p.a_explained);
         let cb = left(p.b, &p.b_aligned, &p.b_explained);
         if ca.is_empty() && cb.is_empty() {
             return None;
         }
-        let shared = p.aligned.iter().filter(|&&(i, _)| self.is_content(&p.a[i])).count();
+        let shared = p
+            .aligned
+            .iter()
+            .filter(|&&(i, _)| self.is_content(&p.a[i]))
+            .count();
         let diff = ca.len() + cb.len();
-        let words = |ts: &[Token], ix: &[usize]| ix.iter().map(|&i| format!("'{}'", ts[i].norm)).collect::<Vec<_>>().join(" ");
+        let words = |ts: &[Token], ix: &[usize]| {
+            ix.iter()
+                .map(|&i| format!("'{}'", ts[i].norm))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         // near-identical texts: every leftover content word matters
-        let minimal = diff <= 3 && shared >= diff.max(1);
+        let minimal = diff <= 3 && shared >= diff.max(1) && self.close(p);
         let strict_broad = self.strictness == Strictness::Strict && sim < STRICT_CONTENT_SIM;
         if !(minimal || strict_broad) {
             return None;
         }
         if ca.is_empty() || cb.is_empty() {
-            let (side, ts, ix) = if cb.is_empty() { (Side::Req, p.a, &ca) } else { (Side::Cand, p.b, &cb) };
-            return Some(Verdict::refuse(RefusalReason::AddedModifier, format!("{} only in {}", words(ts, ix), side.name())));
+            let (side, ts, ix) = if cb.is_empty() {
+                (Side::Req, p.a, &ca)
+            } else {
+                (Side::Cand, p.b, &cb)
+            };
+            return Some(Verdict::refuse(
+                RefusalReason::AddedModifier,
+                format!("{} only in {}", words(ts, ix), side.name()),
+            ));
         }
-        let reason = if minimal { RefusalReason::Entity } else { RefusalReason::ContentMismatch };
-        Some(Verdict::refuse(reason, format!("{} in request vs {} in candidate", words(p.a, &ca), words(p.b, &cb))))
+        let reason = if minimal {
+            RefusalReason::Entity
+        } else {
+            RefusalReason::ContentMismatch
+        };
+        Some(Verdict::refuse(
+            reason,
+            format!(
+                "{} in request vs {} in candidate",
+                words(p.a, &ca),
+                words(p.b, &cb)
+            ),
+        ))
     }
 }
 
@@ -675,7 +938,11 @@ impl Verifier {
 fn blocks(p: &Pair) -> Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> {
     let mut out = Vec::new();
     let (mut pa, mut pb) = (0, 0);
-    for &(i, j) in p.aligned.iter().chain(std::iter::once(&(p.a.len(), p.b.len()))) {
+    for &(i, j) in p
+        .aligned
+        .iter()
+        .chain(std::iter::once(&(p.a.len(), p.b.len())))
+    {
         if i > pa || j > pb {
             out.push((pa..i, pb..j));
         }
@@ -721,7 +988,9 @@ fn damerau(a: &str, b: &str) -> usize {
     for i in 1..=n {
         for j in 1..=m {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[(i - 1) * w + j] + 1).min(d[i * w + j - 1] + 1).min(d[(i - 1) * w + j - 1] + cost);
+            let mut v = (d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1)
+                .min(d[(i - 1) * w + j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[(i - 2) * w + j - 2] + 1);
             }
@@ -735,7 +1004,10 @@ fn damerau(a: &str, b: &str) -> usize {
 fn tail_words(s: &str) -> Vec<String> {
     s.split_whitespace()
         .skip(MAX_WORDS / 2)
-        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
         .filter(|w| !w.is_empty())
         .collect()
 }

@@ -42,15 +42,16 @@ fn raw_words(text: &str, max_words: usize) -> Vec<(String, bool)> {
     let mut cur_cap = false;
     let chars: Vec<char> = text.chars().take(max_words.saturating_mul(24)).collect();
     let mut first_word = true;
-    let flush = |cur: &mut String, cap: &mut bool, out: &mut Vec<(String, bool)>, first: &mut bool| {
-        let w = cur.trim_matches('\'').to_string();
-        if !w.is_empty() {
-            out.push((w, *cap && !*first));
-            *first = false;
-        }
-        cur.clear();
-        *cap = false;
-    };
+    let flush =
+        |cur: &mut String, cap: &mut bool, out: &mut Vec<(String, bool)>, first: &mut bool| {
+            let w = cur.trim_matches('\'').to_string();
+            if !w.is_empty() {
+                out.push((w, *cap && !*first));
+                *first = false;
+            }
+            cur.clear();
+            *cap = false;
+        };
     for (i, &c0) in chars.iter().enumerate() {
         if out.len() >= max_words {
             break;
@@ -75,11 +76,13 @@ fn raw_words(text: &str, max_words: usize) -> Vec<(String, bool)> {
             }
         } else {
             flush(&mut cur, &mut cur_cap, &mut out, &mut first_word);
-            let sym = matches!(c, '$' | '€' | '£' | '¥' | '%' | '+' | '#' | '@' | '&' | '=' | '<' | '>')
-                || (!c.is_whitespace()
-                    && !c.is_ascii_punctuation()
-                    && !c.is_control()
-                    && !matches!(c as u32, 0x2000..=0x206F | 0xFE00..=0xFE0F | 0x3000..=0x303F | 0xFF00..=0xFF0F | 0xA0 | 0xA1..=0xBF));
+            let sym = matches!(
+                c,
+                '$' | '€' | '£' | '¥' | '%' | '+' | '#' | '@' | '&' | '=' | '<' | '>'
+            ) || (!c.is_whitespace()
+                && !c.is_ascii_punctuation()
+                && !c.is_control()
+                && !matches!(c as u32, 0x2000..=0x206F | 0xFE00..=0xFE0F | 0x3000..=0x303F | 0xFF00..=0xFF0F | 0xA0 | 0xA1..=0xBF));
             if sym {
                 let s = match c {
                     '&' => "and".to_string(),
@@ -151,8 +154,8 @@ fn expand(w: &str, out: &mut Vec<String>) {
             "ve" => Some("have"),
             "d" => Some("would"),
             "s" => match stem {
-                "it" | "he" | "she" | "that" | "there" | "here" | "what" | "who" | "where" | "when"
-                | "how" | "why" | "which" => Some("is"),
+                "it" | "he" | "she" | "that" | "there" | "here" | "what" | "who" | "where"
+                | "when" | "how" | "why" | "which" => Some("is"),
                 "let" => Some("us"),
                 _ => None, // possessive
             },
@@ -191,15 +194,16 @@ pub fn forms(w: &str, lex: &Lexicon) -> Vec<String> {
     if n < 4 || !w.is_ascii() {
         return f;
     }
-    let stem_variants = |stem: &str, f: &mut Vec<String>, push: &mut dyn FnMut(String, &mut Vec<String>)| {
-        push(stem.to_string(), f);
-        push(format!("{stem}e"), f);
-        let sb = stem.as_bytes();
-        let m = sb.len();
-        if m >= 3 && sb[m - 1] == sb[m - 2] && !is_vowel(sb[m - 1]) {
-            push(stem[..m - 1].to_string(), f);
-        }
-    };
+    let stem_variants =
+        |stem: &str, f: &mut Vec<String>, push: &mut dyn FnMut(String, &mut Vec<String>)| {
+            push(stem.to_string(), f);
+            push(format!("{stem}e"), f);
+            let sb = stem.as_bytes();
+            let m = sb.len();
+            if m >= 3 && sb[m - 1] == sb[m - 2] && !is_vowel(sb[m - 1]) {
+                push(stem[..m - 1].to_string(), f);
+            }
+        };
     if let Some(s) = w.strip_suffix("ies") {
         push(format!("{s}y"), &mut f);
     } else if let Some(s) = w.strip_suffix("es") {
@@ -229,7 +233,9 @@ pub fn forms(w: &str, lex: &Lexicon) -> Vec<String> {
 }
 
 fn parse_digits(w: &str) -> Option<String> {
-    let digits_end = w.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(w.len());
+    let digits_end = w
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(w.len());
     if digits_end == 0 {
         return None;
     }
@@ -242,7 +248,11 @@ fn parse_digits(w: &str) -> Option<String> {
         num = num.trim_end_matches('0').trim_end_matches('.').to_string();
     }
     let num = num.trim_start_matches('0');
-    let num = if num.is_empty() || num.starts_with('.') { format!("0{num}") } else { num.to_string() };
+    let num = if num.is_empty() || num.starts_with('.') {
+        format!("0{num}")
+    } else {
+        num.to_string()
+    };
     match rest {
         "" | "st" | "nd" | "rd" | "th" | "s" => Some(num),
         suf => Some(format!("{num}{suf}")),
@@ -259,7 +269,12 @@ pub fn tokenize(text: &str, lex: &Lexicon, max_words: usize) -> Vec<Token> {
         expand(&w, &mut buf);
         for (i, s) in buf.drain(..).enumerate() {
             let number = parse_digits(&s);
-            toks.push(Token { cap: cap && i == 0, forms: forms(&s, lex), number, norm: s });
+            toks.push(Token {
+                cap: cap && i == 0,
+                forms: forms(&s, lex),
+                number,
+                norm: s,
+            });
         }
     }
     // number words: "twenty five" -> 25, "two hundred" -> 200
@@ -283,7 +298,11 @@ pub fn tokenize(text: &str, lex: &Lexicon, max_words: usize) -> Vec<Token> {
                     total = total.saturating_add(cur);
                     cur = 0;
                 }
-            } else if w == "and" && any && i + 1 < toks.len() && lex.numbers.contains_key(toks[i + 1].norm.as_str()) {
+            } else if w == "and"
+                && any
+                && i + 1 < toks.len()
+                && lex.numbers.contains_key(toks[i + 1].norm.as_str())
+            {
                 // "one hundred and five"
             } else {
                 break;
