@@ -93,6 +93,7 @@ fn evaluate() {
             };
             let (mut n, mut hit_t, mut hit_v, mut wrong_t, mut wrong_v, mut any_t, mut any_v) =
                 (0, 0, 0, 0, 0, 0, 0);
+            let mut why: BTreeMap<&str, usize> = BTreeMap::new();
             for l in t.lines() {
                 let f: Vec<&str> = l.split('\t').collect();
                 n += 1;
@@ -101,7 +102,11 @@ fn evaluate() {
                     continue;
                 }
                 let same = qi == ni && !name.ends_with("oos");
-                let ok = v.verify(q, nt, c).accept;
+                let vd = v.verify(q, nt, c);
+                let ok = vd.accept;
+                if same && !ok {
+                    *why.entry(vd.reason.map_or("", |r| r.as_str())).or_default() += 1;
+                }
                 any_t += 1;
                 any_v += usize::from(ok);
                 if same {
@@ -119,6 +124,9 @@ fn evaluate() {
                 "{name:<13} n={n}: served {:.1}% -> {:.1}%; correct hit {:.1}% -> {:.1}% (kept {:.1}%); wrong-intent served {:.1}% -> {:.1}%",
                 pct(any_t, n), pct(any_v, n), pct(hit_t, n), pct(hit_v, n), pct(hit_v, hit_t), pct(wrong_t, n), pct(wrong_v, n)
             );
+            if !why.is_empty() {
+                println!("  correct hits refused by reason: {why:?}");
+            }
         }
     }
 }

@@ -746,6 +746,7 @@ pub const ROLE_PREPS: &[&str] = &[
 const WN_SYNONYMS: &str = include_str!("data/wn_synonyms.txt");
 const WN_ANTONYMS: &str = include_str!("data/wn_antonyms.txt");
 const WN_IRREGULAR: &str = include_str!("data/wn_irregular.txt");
+const WN_WORDS: &str = include_str!("data/wn_words.txt");
 
 /// All tables, built once.
 pub struct Lexicon {
@@ -766,6 +767,8 @@ pub struct Lexicon {
     pub antonyms: HashSet<(&'static str, &'static str)>,
     /// inflected form -> base form
     pub irregular: HashMap<&'static str, &'static str>,
+    /// other real English words (WordNet lemmas in no table above)
+    pub words: HashSet<&'static str>,
 }
 
 fn data_lines(s: &'static str) -> impl Iterator<Item = &'static str> {
@@ -812,6 +815,9 @@ impl Lexicon {
             synonyms,
             antonyms,
             irregular,
+            words: data_lines(WN_WORDS)
+                .flat_map(str::split_whitespace)
+                .collect(),
         }
     }
 }

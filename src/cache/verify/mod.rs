@@ -333,6 +333,7 @@ impl Verifier {
     fn known(&self, w: &str) -> bool {
         self.lex.synonyms.contains_key(w)
             || self.lex.irregular.contains_key(w)
+            || self.lex.words.contains(w)
             || self.lex.filler.contains(w)
     }
 
@@ -405,10 +406,10 @@ impl Verifier {
             }
         }
         let (ca, cb) = (content(a), content(b));
-        let overlap = if ca.max(cb) - shared <= 1 {
+        let overlap = if ca.max(cb) == 0 {
             1.0
         } else {
-            shared as f32 / ca.max(cb).max(1) as f32
+            shared as f32 / ca.max(cb) as f32
         };
         Pair {
             a,
@@ -504,12 +505,17 @@ impl Verifier {
         let mut flips = Vec::new();
         let mut used_b = vec![false; p.b.len()];
         for (i, x) in p.a.iter().enumerate() {
-            if p.a_aligned[i] || self.is_order(x, &[Axis::Temporal, Axis::Spatial]) {
+            // negators are counted above ("ever"/"never" is one reversal, not two);
+            // order words never cancel a reversal and are reported by `check_order`
+            let skip = |t: &Token| {
+                self.lex.negators.contains(t.norm.as_str())
+                    || self.is_order(t, &[Axis::Temporal, Axis::Spatial, Axis::Logic])
+            };
+            if p.a_aligned[i] || skip(x) {
                 continue;
             }
             for (j, y) in p.b.iter().enumerate() {
-                if p.b_aligned[j] || used_b[j] || self.is_order(y, &[Axis::Temporal, Axis::Spatial])
-                {
+                if p.b_aligned[j] || used_b[j] || skip(y) {
                     continue;
                 }
                 if self.antonyms(x, y) {
@@ -621,6 +627,9 @@ impl Verifier {
                 .copied()
                 .or_else(|| self.lex.gendered.get(t.norm.as_str()).copied())
         };
+        if let Some(v) = self.person_swap(p) {
+            return Some(v);
+        }
         let mut dirs: Vec<(&str, &str)> = Vec::new();
         for (ra, rb) in blocks(p) {
             let ca: Vec<(&str, &str)> = ra
@@ -670,7 +679,59 @@ impl Verifier {
         None
     }
 
+    /// "Can I help you?" / "Can you help me?": the same two persons on opposite sides of
+    /// a shared content word (who does what to whom).
+    fn person_swap(&self, p: &Pair) -> Option<Verdict> {
+        let persons = |ts: &[Token]| -> Vec<(usize, &'static str)> {
+            ts.iter()
+                .enumerate()
+                .filter_map(|(i, t)| {
+                    self.lex
+                        .pronouns
+                        .get(t.norm.as_str())
+                        .filter(|c| **c != "3n")
+                        .map(|c| (i, *c))
+                })
+                .collect()
+        };
+        let (pa, pb) = (persons(p.a), persons(p.b));
+        let ([(a0, x0), (a1, x1)], [(b0, y0), (b1, y1)]) = (pa.as_slice(), pb.as_slice()) else {
+            return None;
+        };
+        if x0 == x1 || x0 != y1 || x1 != y0 {
+            return None;
+        }
+        let shared_between = (a0 + 1..*a1).any(|i| {
+            let t = &p.a[i];
+            !matches!(t.norm.as_str(), "a" | "an" | "the")
+                && !self.lex.pronouns.contains_key(t.norm.as_str())
+                && (b0 + 1..*b1).any(|j| self.same_word(t, &p.b[j]))
+        });
+        shared_between.then(|| {
+            Verdict::refuse(
+                RefusalReason::Pronoun,
+                format!("'{}' and '{}' swap roles", p.a[*a0].norm, p.a[*a1].norm),
+            )
+        })
+    }
+
     fn check_entities(&self, p: &mut Pair, _sim: f32) -> Option<Verdict> {
+        // a proper noun replaced by another at the same place is a different entity,
+        // however differently the rest is worded
+        let name = |t: &Token| t.cap && t.number.is_none() && t.norm != "i" && self.is_content(t);
+        for (ra, rb) in blocks(p) {
+            let x = ra.clone().find(|&i| !p.a_explained[i] && name(&p.a[i]));
+            let y = rb.clone().find(|&j| !p.b_explained[j] && name(&p.b[j]));
+            if let (Some(i), Some(j)) = (x, y) {
+                return Some(Verdict::refuse(
+                    RefusalReason::Entity,
+                    format!(
+                        "'{}' in request vs '{}' in candidate",
+                        p.a[i].norm, p.b[j].norm
+                    ),
+                ));
+            }
+        }
         if !self.close(p) {
             return None;
         }
@@ -804,9 +865,16 @@ impl Verifier {
             }
         }
         let _ = key;
+        // the swapped words must be role bearers (content words, not filler); in balanced
+        // mode the wordings must also be close, or a reordered paraphrase would count
+        let bearer = |k: usize| {
+            let t = &p.a[a[k]];
+            self.is_content(t) && !self.lex.filler.contains(t.norm.as_str())
+        };
+        let close = self.close(p);
         for (k, &(xa, xb, _)) in items.iter().enumerate() {
             for &(ya, yb, _) in items.iter().skip(k + 1) {
-                if (xa < ya) == (xb < yb) {
+                if (xa < ya) == (xb < yb) || !close || !bearer(xa) || !bearer(ya) {
                     continue;
                 }
                 // swapped pair: is there a pivot between them on both sides?
@@ -901,8 +969,15 @@ impl Verifier {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        // near-identical texts: every leftover content word matters
-        let minimal = diff <= 3 && shared >= diff.max(1) && self.close(p);
+        // near-identical texts (one place of difference, at most two content words there,
+        // the rest shared): every leftover content word matters
+        let sites = blocks(p)
+            .iter()
+            .filter(|(ra, rb)| {
+                ra.clone().any(|i| ca.contains(&i)) || rb.clone().any(|j| cb.contains(&j))
+            })
+            .count();
+        let minimal = diff <= 2 && sites == 1 && shared >= diff.max(2);
         let strict_broad = self.strictness == Strictness::Strict && sim < STRICT_CONTENT_SIM;
         if !(minimal || strict_broad) {
             return None;

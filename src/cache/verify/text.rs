@@ -76,6 +76,10 @@ fn raw_words(text: &str, max_words: usize) -> Vec<(String, bool)> {
             }
         } else {
             flush(&mut cur, &mut cur_cap, &mut out, &mut first_word);
+            // a capital after a sentence end is not evidence of a proper noun
+            if matches!(c, '.' | '!' | '?' | ':' | ';' | '(' | '"') {
+                first_word = true;
+            }
             let sym = matches!(
                 c,
                 '$' | '€' | '£' | '¥' | '%' | '+' | '#' | '@' | '&' | '=' | '<' | '>'
