@@ -209,6 +209,18 @@ pub const FILLER: &[&str] = &[
     "please",
     "guys",
     "anybody",
+    // request framing and light verbs: "can you give me", "I'd like information on",
+    // "please provide assistance with", "make changes to" (antonym pairs among them,
+    // e.g. give/take, are still checked: polarity looks at every unaligned word)
+    "provide",
+    "assist",
+    "assistance",
+    "information",
+    "info",
+    "interested",
+    "wish",
+    "give",
+    "make",
 ];
 
 /// Adverbs and phrases that are pure emphasis ("literally", "in fact"): subset of FILLER

@@ -977,17 +977,43 @@ impl Verifier {
                 ra.clone().any(|i| ca.contains(&i)) || rb.clone().any(|j| cb.contains(&j))
             })
             .count();
-        let minimal = diff <= 2 && sites == 1 && shared >= diff.max(2);
+        // ... and nothing else differs: no unaligned pronoun, question word, clause word
+        // (only filler and punctuation may come and go). An extra clause or sentence is an
+        // elaboration of the same question, not a restriction of it.
+        let other = |ts: &[Token], al: &[bool], ex: &[bool], own: &[usize]| {
+            (0..ts.len()).any(|i| {
+                let w = ts[i].norm.as_str();
+                !al[i]
+                    && !ex[i]
+                    && !own.contains(&i)
+                    && !self.lex.filler.contains(w)
+                    && w.chars().any(char::is_alphanumeric)
+            })
+        };
+        let rest_same = !other(p.a, &p.a_aligned, &p.a_explained, &ca)
+            && !other(p.b, &p.b_aligned, &p.b_explained, &cb);
+        let minimal = diff <= 2 && sites == 1 && shared >= diff.max(2) && rest_same;
         let strict_broad = self.strictness == Strictness::Strict && sim < STRICT_CONTENT_SIM;
         if !(minimal || strict_broad) {
             return None;
         }
         if ca.is_empty() || cb.is_empty() {
-            let (side, ts, ix) = if cb.is_empty() {
-                (Side::Req, p.a, &ca)
+            let (side, ts, ix, al) = if cb.is_empty() {
+                (Side::Req, p.a, &ca, &p.a_aligned)
             } else {
-                (Side::Cand, p.b, &cb)
+                (Side::Cand, p.b, &cb, &p.b_aligned)
             };
+            // balanced: only a restricting modifier, i.e. an added word attached in front
+            // of a shared word ("a retired pilot", "becoming frozen"); an added verb or
+            // adverb elsewhere ("contact", "around") elaborates the same question
+            if !strict_broad && self.strictness != Strictness::Strict {
+                let last = *ix.iter().max().unwrap_or(&0);
+                let head = (last + 1..ts.len())
+                    .find(|&k| !matches!(ts[k].norm.as_str(), "a" | "an" | "the"));
+                if !head.is_some_and(|k| al[k] && self.is_content(&ts[k])) {
+                    return None;
+                }
+            }
             return Some(Verdict::refuse(
                 RefusalReason::AddedModifier,
                 format!("{} only in {}", words(ts, ix), side.name()),
