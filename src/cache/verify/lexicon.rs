@@ -36,6 +36,7 @@ pub const FILLER: &[&str] = &[
     "at",
     "for",
     "with",
+    "by",
     "about",
     "as",
     "so",

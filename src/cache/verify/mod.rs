@@ -262,7 +262,7 @@ impl Verifier {
 
     fn is_content(&self, t: &Token) -> bool {
         let w = t.norm.as_str();
-        !(self.lex.filler.contains(w)
+        !(t.forms.iter().any(|f| self.lex.filler.contains(f.as_str()))
             || self.lex.pronouns.contains_key(w)
             || self.lex.negators.contains(w)
             || self.lex.wh.contains_key(w)
