@@ -527,7 +527,22 @@ impl Verifier {
         }
         let neg_flip = na.abs_diff(nb) % 2 == 1;
         let total = na.abs_diff(nb) + flips.len();
-        if total % 2 == 1 && (flips.len() % 2 == 1 || self.close(p)) {
+        // a lone negator is evidence when it negates something both texts share
+        // ("is it [not] safe"); when the negated word itself differs too ("not correct"
+        // vs "wrong", "don't have" vs "out of") the wording changed, not necessarily
+        // the meaning, and balanced leaves it to the threshold
+        let scoped = || {
+            let (ts, other) = if na > nb { (p.a, p.b) } else { (p.b, p.a) };
+            ts.iter().enumerate().any(|(i, t)| {
+                self.lex.negators.contains(t.norm.as_str())
+                    && (i + 1..ts.len())
+                        .find(|&k| !matches!(ts[k].norm.as_str(), "a" | "an" | "the"))
+                        .is_some_and(|k| other.iter().any(|o| self.same_word(&ts[k], o)))
+            })
+        };
+        let evidence = flips.len() % 2 == 1
+            || (self.close(p) && (self.strictness == Strictness::Strict || scoped()));
+        if total % 2 == 1 && evidence {
             if neg_flip {
                 let (side, ts) = if na > nb {
                     (Side::Req, p.a)
@@ -775,7 +790,10 @@ impl Verifier {
             });
             if let (Some((x, wx)), Some((y, wy))) = (wa, wb) {
                 let lenient = matches!((x, y), ("what", "how") | ("how", "what"));
-                if x != y && (self.strictness == Strictness::Strict || !lenient) {
+                // balanced: only when every content word is shared, so the question
+                // word is what changed ("how come" vs "tell me why" is the same ask)
+                let same_rest = p.overlap >= 0.99;
+                if x != y && (self.strictness == Strictness::Strict || (!lenient && same_rest)) {
                     return Some(Verdict::refuse(
                         RefusalReason::QuestionWord,
                         format!("'{wx}' in request vs '{wy}' in candidate"),
