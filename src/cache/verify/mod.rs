@@ -154,6 +154,10 @@ const STRICT_CONTENT_SIM: f32 = 0.92;
 /// to locate what changed, and the cosine threshold decides.
 const CLOSE_OVERLAP: f32 = 0.75;
 
+/// Balanced reports a role swap only when at least this share of content words is
+/// shared: a swap exchanges the places of the same words.
+const ROLE_OVERLAP: f32 = 0.9;
+
 /// The verifier. Build once (lexicons are compiled in `new`) and share.
 pub struct Verifier {
     strictness: Strictness,
@@ -540,7 +544,8 @@ impl Verifier {
                         .is_some_and(|k| other.iter().any(|o| self.same_word(&ts[k], o)))
             })
         };
-        let evidence = flips.len() % 2 == 1
+        let flip_here = flips.iter().any(|&(i, j)| same_block(p, i, j)) || self.close(p);
+        let evidence = (flips.len() % 2 == 1 && flip_here)
             || (self.close(p) && (self.strictness == Strictness::Strict || scoped()));
         if total % 2 == 1 && evidence {
             if neg_flip {
@@ -598,23 +603,26 @@ impl Verifier {
     }
 
     fn check_order(&self, p: &mut Pair, _sim: f32) -> Option<Verdict> {
-        let collect = |ts: &[Token], al: &[bool], ex: &[bool]| -> Vec<(Axis, i8, String)> {
+        let collect = |ts: &[Token], al: &[bool], ex: &[bool]| -> Vec<(Axis, i8, String, usize)> {
             ts.iter()
                 .enumerate()
                 .filter(|(i, _)| !al[*i] && !ex[*i])
-                .filter_map(|(_, t)| {
+                .filter_map(|(i, t)| {
                     self.lex
                         .order
                         .get(t.norm.as_str())
-                        .map(|&(ax, s)| (ax, s, t.norm.clone()))
+                        .map(|&(ax, s)| (ax, s, t.norm.clone(), i))
                 })
                 .collect()
         };
         let oa = collect(p.a, &p.a_aligned, &p.a_explained);
         let ob = collect(p.b, &p.b_aligned, &p.b_explained);
-        for (ax, s, w) in &oa {
-            for (bx, t, v) in &ob {
-                if ax == bx && s != t {
+        // balanced: the opposed word must stand in the other's place ("before" replaced
+        // by "after"); order words scattered through a reworded text are no evidence
+        let anywhere = self.strictness == Strictness::Strict;
+        for (ax, s, w, i) in &oa {
+            for (bx, t, v, j) in &ob {
+                if ax == bx && s != t && (anywhere || same_block(p, *i, *j)) {
                     let reason = match ax {
                         Axis::Temporal => RefusalReason::TemporalOrder,
                         Axis::Spatial => RefusalReason::SpatialOrder,
@@ -889,7 +897,7 @@ impl Verifier {
             let t = &p.a[a[k]];
             self.is_content(t) && !self.lex.filler.contains(t.norm.as_str())
         };
-        let close = self.close(p);
+        let close = self.strictness == Strictness::Strict || p.overlap >= ROLE_OVERLAP;
         for (k, &(xa, xb, _)) in items.iter().enumerate() {
             for &(ya, yb, _) in items.iter().skip(k + 1) {
                 if (xa < ya) == (xb < yb) || !close || !bearer(xa) || !bearer(ya) {
@@ -1051,6 +1059,14 @@ impl Verifier {
             ),
         ))
     }
+}
+
+/// Unaligned token `i` of the request and `j` of the candidate sit in the same gap
+/// between aligned words, i.e. one replaced the other.
+fn same_block(p: &Pair, i: usize, j: usize) -> bool {
+    let before_a = p.aligned.iter().filter(|&&(x, _)| x < i).count();
+    let before_b = p.aligned.iter().filter(|&&(_, y)| y < j).count();
+    before_a == before_b
 }
 
 /// Unaligned regions between consecutive aligned words: (range in a, range in b).
