@@ -1039,6 +1039,18 @@ impl Verifier {
                 if !head.is_some_and(|k| al[k] && self.is_content(&ts[k])) {
                     return None;
                 }
+                // inside a possessive phrase ("my new card", "your chase bank account")
+                // the modifier describes the one thing the asker already has rather than
+                // picking out a kind of thing: not a restriction
+                let first = *ix.iter().min().unwrap_or(&0);
+                let possessive = first > 0
+                    && matches!(
+                        ts[first - 1].norm.as_str(),
+                        "my" | "your" | "our" | "his" | "her" | "their" | "its"
+                    );
+                if possessive {
+                    return None;
+                }
             }
             return Some(Verdict::refuse(
                 RefusalReason::AddedModifier,
