@@ -193,6 +193,9 @@ impl Side {
     }
 }
 
+/// One check: `Some(verdict)` stops verification.
+type Check = fn(&Verifier, &mut Pair, f32) -> Option<Verdict>;
+
 struct Pair<'a> {
     a: &'a [Token],
     b: &'a [Token],
@@ -243,7 +246,7 @@ impl Verifier {
             return Verdict::accept("same words");
         }
         let mut p = self.align(a, b);
-        let checks: [fn(&Verifier, &mut Pair, f32) -> Option<Verdict>; 9] = [
+        let checks: [Check; 9] = [
             Verifier::check_numbers,
             Verifier::check_polarity,
             Verifier::check_order,
@@ -1129,8 +1132,8 @@ fn damerau(a: &str, b: &str) -> usize {
     for i in 0..=n {
         d[i * w] = i;
     }
-    for j in 0..=m {
-        d[j] = j;
+    for (j, x) in d.iter_mut().enumerate().take(m + 1) {
+        *x = j;
     }
     for i in 1..=n {
         for j in 1..=m {
