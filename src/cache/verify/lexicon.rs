@@ -790,6 +790,14 @@ fn data_lines(s: &'static str) -> impl Iterator<Item = &'static str> {
 }
 
 impl Lexicon {
+    /// A real English word (any WordNet lemma, irregular form or filler word).
+    pub fn is_word(&self, w: &str) -> bool {
+        self.synonyms.contains_key(w)
+            || self.irregular.contains_key(w)
+            || self.words.contains(w)
+            || self.filler.contains(w)
+    }
+
     pub fn build() -> Self {
         let mut synonyms: HashMap<&'static str, Vec<u32>> = HashMap::with_capacity(60_000);
         for (gid, line) in data_lines(WN_SYNONYMS)

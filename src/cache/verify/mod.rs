@@ -277,17 +277,6 @@ impl Verifier {
             || (w.chars().count() == 1 && w.chars().all(|c| c.is_ascii_punctuation())))
     }
 
-    fn syn_ids(&self, t: &Token) -> impl Iterator<Item = u32> + '_ {
-        let lex = &self.lex;
-        t.forms
-            .iter()
-            .filter_map(move |f| lex.synonyms.get(f.as_str()))
-            .flatten()
-            .copied()
-            .collect::<Vec<_>>()
-            .into_iter()
-    }
-
     fn antonyms(&self, x: &Token, y: &Token) -> bool {
         for fx in &x.forms {
             for fy in &y.forms {
@@ -309,39 +298,11 @@ impl Verifier {
         if x.norm == y.norm {
             return true;
         }
-        if self.antonyms(x, y) {
-            return false;
-        }
-        if x.forms.iter().any(|f| y.forms.contains(f)) {
-            return true;
-        }
-        // closed-class words only match themselves
-        let closed = |t: &Token| {
-            let w = t.norm.as_str();
-            self.lex.pronouns.contains_key(w)
-                || self.lex.negators.contains(w)
-                || self.lex.order.contains_key(w)
-                || self.lex.wh.contains_key(w)
-                || self.lex.units.contains_key(w)
-        };
-        if closed(x) || closed(y) {
-            return false;
-        }
-        if x.forms.iter().any(|f| y.forms.contains(f)) {
-            return true;
-        }
-        let sx: Vec<u32> = self.syn_ids(x).collect();
-        if !sx.is_empty() && self.syn_ids(y).any(|g| sx.contains(&g)) {
-            return true;
-        }
-        self.typo(x, y)
-    }
-
-    fn known(&self, w: &str) -> bool {
-        self.lex.synonyms.contains_key(w)
-            || self.lex.irregular.contains_key(w)
-            || self.lex.words.contains(w)
-            || self.lex.filler.contains(w)
+        // a shared base form, or (open-class words only) a shared synonym group or a
+        // misspelling; then an antonym pair is never the same word
+        let positive = x.forms.iter().any(|f| y.forms.contains(f))
+            || (!x.closed && !y.closed && (sorted_overlap(&x.syn, &y.syn) || self.typo(x, y)));
+        positive && !self.antonyms(x, y)
     }
 
     /// One is a misspelling of the other: close in edit distance, and at least one of
@@ -356,7 +317,7 @@ impl Verifier {
         {
             return false;
         }
-        if x.forms.iter().any(|f| self.known(f)) && y.forms.iter().any(|f| self.known(f)) {
+        if x.known && y.known {
             return false;
         }
         let max = if la.min(lb) >= 8 { 2 } else { 1 };
@@ -1074,6 +1035,19 @@ impl Verifier {
             ),
         ))
     }
+}
+
+/// Two sorted id lists share an element.
+fn sorted_overlap(a: &[u32], b: &[u32]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Equal => return true,
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+        }
+    }
+    false
 }
 
 /// Unaligned token `i` of the request and `j` of the candidate sit in the same gap

@@ -538,3 +538,67 @@ fn weird_inputs_never_panic() {
     assert!(balanced().verify(&long, &long, 1.0).accept);
     assert!(!balanced().verify(&long, &long2, 1.0).accept);
 }
+
+#[test]
+fn elaborations_are_not_restrictions() {
+    let v = balanced();
+    // a modifier inside a possessive phrase describes the one thing the asker has
+    accepts(
+        v,
+        "When will my parcel be delivered?",
+        "When will my new parcel be delivered?",
+    );
+    // an extra clause or sentence elaborates the same question
+    accepts(
+        v,
+        "Why was my transfer rejected?",
+        "Why was my transfer rejected? I tried it again this morning.",
+    );
+    accepts(
+        v,
+        "Who should I call to find out why my payment failed?",
+        "Find out why my payment failed",
+    );
+    // but an added restricting modifier on a kind of thing is still refused
+    refuses(
+        v,
+        "Can I freeze bread?",
+        "Can I freeze sliced bread?",
+        RefusalReason::AddedModifier,
+    );
+}
+
+#[test]
+fn reworded_negation_is_left_to_the_threshold() {
+    let v = balanced();
+    // the negated word itself differs: the wording changed, not the question
+    accepts(
+        v,
+        "I bought a lamp and the price was not right, can you check?",
+        "I bought a lamp then noticed the price was wrong, can you check?",
+    );
+    // the negator scopes over a shared word: refused
+    refuses(
+        v,
+        "Does the tracking page work for my order?",
+        "Does the tracking page not work for my order?",
+        RefusalReason::Negation,
+    );
+}
+
+#[test]
+fn order_words_must_replace_each_other() {
+    let v = balanced();
+    // "from" and "into" in different places of a reworded question are no swap
+    accepts(
+        v,
+        "how would i convert from litres to gallons",
+        "how can i convert litres into gallons",
+    );
+    refuses(
+        v,
+        "Should I water the plants before sunrise?",
+        "Should I water the plants after sunrise?",
+        RefusalReason::TemporalOrder,
+    );
+}

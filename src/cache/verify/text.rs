@@ -14,6 +14,13 @@ pub struct Token {
     pub forms: Vec<String>,
     /// numeric value when the token is (part of) a number
     pub number: Option<String>,
+    /// WordNet synonym group ids of any base form, sorted
+    pub syn: Vec<u32>,
+    /// some base form is a known English word (typo tolerance applies to unknown ones)
+    pub known: bool,
+    /// closed-class word (pronoun, negator, order word, question word, unit): matches
+    /// only itself
+    pub closed: bool,
 }
 
 fn fold_char(c: char) -> char {
@@ -273,11 +280,30 @@ pub fn tokenize(text: &str, lex: &Lexicon, max_words: usize) -> Vec<Token> {
         expand(&w, &mut buf);
         for (i, s) in buf.drain(..).enumerate() {
             let number = parse_digits(&s);
+            let forms = forms(&s, lex);
+            let mut syn: Vec<u32> = forms
+                .iter()
+                .filter_map(|f| lex.synonyms.get(f.as_str()))
+                .flatten()
+                .copied()
+                .collect();
+            syn.sort_unstable();
+            syn.dedup();
+            let known = forms.iter().any(|f| lex.is_word(f));
+            let w = s.as_str();
+            let closed = lex.pronouns.contains_key(w)
+                || lex.negators.contains(w)
+                || lex.order.contains_key(w)
+                || lex.wh.contains_key(w)
+                || lex.units.contains_key(w);
             toks.push(Token {
                 cap: cap && i == 0,
-                forms: forms(&s, lex),
+                forms,
                 number,
                 norm: s,
+                syn,
+                known,
+                closed,
             });
         }
     }
