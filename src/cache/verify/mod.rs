@@ -208,6 +208,8 @@ struct Pair<'a> {
     b_explained: Vec<bool>,
     /// share of content words aligned (0..=1): how close the wordings are
     overlap: f32,
+    /// `same_word(a[i], b[j])` at `i * b.len() + j`
+    eq: Vec<bool>,
 }
 
 impl Verifier {
@@ -388,6 +390,7 @@ impl Verifier {
             a_explained: vec![false; n],
             b_explained: vec![false; m],
             overlap,
+            eq,
         }
     }
 
@@ -806,7 +809,6 @@ impl Verifier {
         let a = self.role_order(p.a);
         let b = self.role_order(p.b);
         // shared items: content words or role prepositions appearing exactly once on each side
-        let key = |t: &Token| t.forms.last().cloned().unwrap_or_default();
         let mut items: Vec<(usize, usize, bool)> = Vec::new(); // (pos in a, pos in b, is_pivot)
         for (ia, &xa) in a.iter().enumerate() {
             let ta = &p.a[xa];
@@ -838,23 +840,25 @@ impl Verifier {
             {
                 continue;
             }
-            let ma: Vec<usize> = a
-                .iter()
-                .enumerate()
-                .filter(|(_, &x)| self.same_word(&p.a[x], ta))
-                .map(|(k, _)| k)
-                .collect();
+            // matches in b come from the alignment matrix; only then count matches in a
+            let m = p.b.len();
             let mb: Vec<usize> = b
                 .iter()
                 .enumerate()
-                .filter(|(_, &y)| self.same_word(&p.b[y], ta))
+                .filter(|(_, &y)| p.eq[xa * m + y])
                 .map(|(k, _)| k)
                 .collect();
-            if ma.len() == 1 && mb.len() == 1 {
+            if mb.len() != 1 {
+                continue;
+            }
+            let ma = a
+                .iter()
+                .filter(|&&x| x == xa || self.same_word(&p.a[x], ta))
+                .count();
+            if ma == 1 {
                 items.push((ia, mb[0], pivot_prep));
             }
         }
-        let _ = key;
         // the swapped words must be role bearers (content words, not filler); in balanced
         // mode the wordings must also be close, or a reordered paraphrase would count
         let bearer = |k: usize| {
