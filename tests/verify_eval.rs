@@ -77,6 +77,15 @@ fn evaluate() {
             );
         }
         let pct = |x: usize, n: usize| 100.0 * x as f64 / n.max(1) as f64;
+        let worst = g
+            .iter()
+            .filter(|((d, _), _)| *d == "0")
+            .map(|((_, name), (n, a, b))| (pct(*b, *n), pct(*a, *n), *name))
+            .fold((0.0, 0.0, ""), |m, x| if x.0 > m.0 { x } else { m });
+        println!(
+            "worst dup=0 group served with verifier: {:.1}% ({}; threshold alone {:.1}%)",
+            worst.0, worst.2, worst.1
+        );
         println!(
             "wrong-answer rate (dup=0 served): {:.1}% -> {:.1}%",
             pct(tot[0].1, tot[0].0),
@@ -94,6 +103,7 @@ fn evaluate() {
             let (mut n, mut hit_t, mut hit_v, mut wrong_t, mut wrong_v, mut any_t, mut any_v) =
                 (0, 0, 0, 0, 0, 0, 0);
             let mut why: BTreeMap<&str, usize> = BTreeMap::new();
+            let mut num_diff = 0;
             for l in t.lines() {
                 let f: Vec<&str> = l.split('\t').collect();
                 n += 1;
@@ -106,6 +116,9 @@ fn evaluate() {
                 let ok = vd.accept;
                 if same && !ok {
                     *why.entry(vd.reason.map_or("", |r| r.as_str())).or_default() += 1;
+                }
+                if same && vd.reason == Some(deja::cache::verify::RefusalReason::Number) {
+                    num_diff += 1;
                 }
                 any_t += 1;
                 any_v += usize::from(ok);
@@ -123,6 +136,10 @@ fn evaluate() {
             println!(
                 "{name:<13} n={n}: served {:.1}% -> {:.1}%; correct hit {:.1}% -> {:.1}% (kept {:.1}%); wrong-intent served {:.1}% -> {:.1}%",
                 pct(any_t, n), pct(any_v, n), pct(hit_t, n), pct(hit_v, n), pct(hit_v, hit_t), pct(wrong_t, n), pct(wrong_v, n)
+            );
+            println!(
+                "  kept excluding correct hits whose numbers differ: {:.1}%",
+                pct(hit_v, hit_t - num_diff)
             );
             if !why.is_empty() {
                 println!("  correct hits refused by reason: {why:?}");
