@@ -26,8 +26,29 @@
 //!    - a different proper noun is a different entity;
 //!    - when the texts are otherwise the same, any leftover content word that is not filler
 //!      (politeness, hedges, intensifiers) is an added restriction or a different thing.
-//! 4. [`Strictness::Strict`] also refuses changes of tense, question word, and large
-//!    unexplained content differences when the cosine similarity is only moderately high.
+//! 4. Balanced refuses only on *specific evidence* of a changed meaning, located at one
+//!    place, because true paraphrases (FAQ and intent data) differ in many words while
+//!    traps differ in one:
+//!    - a lone negator must scope over a word both texts share ("is it [not] safe");
+//!    - opposed order words and antonyms must replace each other in the same gap between
+//!      aligned words (or the wordings must be close);
+//!    - a role swap needs content words exchanging places around a shared pivot with
+//!      at least 90% of content words shared; a pronoun swap needs two persons exchanging
+//!      places around a shared word ("can I help you" / "can you help me");
+//!    - a capitalised word replaced by another capitalised word is a different entity;
+//!    - an added or replaced content word counts only when it is the single place of
+//!      difference, nothing else (pronoun, question word, clause) differs, and an added
+//!      word is a modifier in front of a shared word outside a possessive phrase
+//!      ("a retired pilot", not "my new card"); extra clauses are elaborations;
+//!    - a question-word change counts only when every content word is shared;
+//!    - numbers, units and dates must always match: "1 week" vs "2 weeks" changes the answer.
+//! 5. [`Strictness::Strict`] applies every check wherever it fires, and also refuses changes
+//!    of tense, question word, and large unexplained content differences when the cosine
+//!    similarity is only moderately high.
+//!
+//! Default: [`Strictness::Balanced`] with a cosine threshold of 0.75 (see the verify branch
+//! report for measurements). `Verifier::new` parses the compiled-in WordNet tables
+//! (~30 ms); build one at start-up and share it.
 
 mod lexicon;
 mod text;
