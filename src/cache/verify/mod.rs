@@ -1022,10 +1022,19 @@ impl Verifier {
             // of a shared word ("a retired pilot", "becoming frozen"); an added verb or
             // adverb elsewhere ("contact", "around") elaborates the same question
             if !strict_broad && self.strictness != Strictness::Strict {
+                // a change-of-state copula ("is X" vs "is becoming X") always restricts
+                let change = ix.iter().any(|&i| {
+                    matches!(
+                        ts[i].norm.as_str(),
+                        "become" | "becomes" | "becoming" | "became"
+                    )
+                });
+                // a pre-nominal modifier sits right before its (shared) head word; a word
+                // followed by an article or anything unshared is a verb or an adverb
                 let last = *ix.iter().max().unwrap_or(&0);
-                let head = (last + 1..ts.len())
-                    .find(|&k| !matches!(ts[k].norm.as_str(), "a" | "an" | "the"));
-                if !head.is_some_and(|k| al[k] && self.is_content(&ts[k])) {
+                let head = last + 1;
+                let attached = head < ts.len() && al[head] && self.is_content(&ts[head]);
+                if !change && !attached {
                     return None;
                 }
                 // inside a possessive phrase ("my new card", "your chase bank account")
@@ -1037,7 +1046,7 @@ impl Verifier {
                         ts[first - 1].norm.as_str(),
                         "my" | "your" | "our" | "his" | "her" | "their" | "its"
                     );
-                if possessive {
+                if possessive && !change {
                     return None;
                 }
             }

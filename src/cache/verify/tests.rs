@@ -559,6 +559,12 @@ fn elaborations_are_not_restrictions() {
         "Who should I call to find out why my payment failed?",
         "Find out why my payment failed",
     );
+    // an added verb in front of an article is not a modifier of the noun
+    accepts(
+        v,
+        "Can I pay the deposit by card?",
+        "Can I pay the deposit by using a card?",
+    );
     // but an added restricting modifier on a kind of thing is still refused
     refuses(
         v,
