@@ -396,6 +396,11 @@ fn paraphrases_accepted() {
         "Hi, I was wondering how I can update my address",
         "how can I update my address",
     );
+    accepts(
+        v,
+        "How come my refund is still pending?",
+        "Why is my refund still pending?",
+    );
     // synonyms (WordNet and the small table)
     accepts(
         v,

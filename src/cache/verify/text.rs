@@ -307,6 +307,16 @@ pub fn tokenize(text: &str, lex: &Lexicon, max_words: usize) -> Vec<Token> {
             });
         }
     }
+    // "how come" asks "why"
+    let mut k = 0;
+    while k + 1 < toks.len() {
+        if toks[k].norm == "how" && toks[k + 1].norm == "come" {
+            toks[k].norm = "why".to_string();
+            toks[k].forms = vec!["why".to_string()];
+            toks.remove(k + 1);
+        }
+        k += 1;
+    }
     // number words: "twenty five" -> 25, "two hundred" -> 200
     let mut i = 0;
     while i < toks.len() {
