@@ -38,6 +38,7 @@ mod index;
 pub mod key;
 pub mod replay;
 mod store;
+pub mod verify;
 
 pub use actor::{CacheHandle, CacheWriter, Delete, DeleteWhere, Insert, Rebuild, RecordHit, Sweep};
 pub use index::{dot, ClampedCosine};

@@ -1,0 +1,615 @@
+//! Behaviour tests with hand-written examples (none taken from the dev set).
+use super::*;
+use std::sync::OnceLock;
+
+fn balanced() -> &'static Verifier {
+    static V: OnceLock<Verifier> = OnceLock::new();
+    V.get_or_init(|| Verifier::new(Strictness::Balanced))
+}
+
+fn strict() -> &'static Verifier {
+    static V: OnceLock<Verifier> = OnceLock::new();
+    V.get_or_init(|| Verifier::new(Strictness::Strict))
+}
+
+#[track_caller]
+fn refuses(v: &Verifier, a: &str, b: &str, reason: RefusalReason) {
+    for (x, y) in [(a, b), (b, a)] {
+        let d = v.verify(x, y, 0.95);
+        assert!(
+            !d.accept,
+            "expected refusal ({reason:?}) for {x:?} vs {y:?}, got {d:?}"
+        );
+        assert_eq!(d.reason, Some(reason), "{x:?} vs {y:?}: {}", d.detail);
+        assert!(d.detail.starts_with(reason.as_str()), "{}", d.detail);
+    }
+}
+
+#[track_caller]
+fn accepts(v: &Verifier, a: &str, b: &str) {
+    for (x, y) in [(a, b), (b, a)] {
+        let d = v.verify(x, y, 0.95);
+        assert!(
+            d.accept,
+            "expected accept for {x:?} vs {y:?}, got {}",
+            d.detail
+        );
+        assert_eq!(d.reason, None);
+    }
+}
+
+#[test]
+fn negation_refused() {
+    let v = balanced();
+    refuses(
+        v,
+        "Is it safe to drink coffee while pregnant?",
+        "Is it not safe to drink coffee while pregnant?",
+        RefusalReason::Negation,
+    );
+    refuses(
+        v,
+        "Can I travel abroad with an expired passport?",
+        "Can I travel abroad without an expired passport?",
+        RefusalReason::Negation,
+    );
+    refuses(
+        v,
+        "Why does my laptop charge?",
+        "Why doesn't my laptop charge?",
+        RefusalReason::Negation,
+    );
+    refuses(
+        v,
+        "Should I ever reboot the router?",
+        "Should I never reboot the router?",
+        RefusalReason::Negation,
+    );
+}
+
+#[test]
+fn double_reversal_is_a_paraphrase() {
+    let v = balanced();
+    // negation + antonym cancel out
+    accepts(
+        v,
+        "How do I stay a patient person?",
+        "How do I stay a person who is not impatient?",
+    );
+    accepts(
+        v,
+        "Is the tap water safe to drink?",
+        "Is the tap water not dangerous to drink?",
+    );
+    accepts(
+        v,
+        "Why can't I remember my password?",
+        "Why do I forget my password?",
+    );
+}
+
+#[test]
+fn antonyms_refused() {
+    let v = balanced();
+    refuses(
+        v,
+        "Is it legal to record a phone call?",
+        "Is it illegal to record a phone call?",
+        RefusalReason::Antonym,
+    );
+    refuses(
+        v,
+        "How do I enable notifications on my watch?",
+        "How do I disable notifications on my watch?",
+        RefusalReason::Antonym,
+    );
+    refuses(
+        v,
+        "Is a careful driver rewarded by insurers?",
+        "Is a careless driver rewarded by insurers?",
+        RefusalReason::Antonym,
+    );
+    refuses(
+        v,
+        "Which foods are safe for parrots?",
+        "Which foods are dangerous for parrots?",
+        RefusalReason::Antonym,
+    );
+}
+
+#[test]
+fn comparatives_refused() {
+    let v = balanced();
+    refuses(
+        v,
+        "How do I make my bread more crusty?",
+        "How do I make my bread less crusty?",
+        RefusalReason::Comparative,
+    );
+    refuses(
+        v,
+        "Which phone plan gives more data?",
+        "Which phone plan gives less data?",
+        RefusalReason::Comparative,
+    );
+    refuses(
+        v,
+        "Which laptop is better for gaming?",
+        "Which laptop is worse for gaming?",
+        RefusalReason::Comparative,
+    );
+}
+
+#[test]
+fn numbers_units_dates_refused() {
+    let v = balanced();
+    refuses(
+        v,
+        "Can I withdraw 500 dollars a day?",
+        "Can I withdraw 300 dollars a day?",
+        RefusalReason::Number,
+    );
+    refuses(
+        v,
+        "Is 3 hours of sleep enough?",
+        "Is three minutes of sleep enough?",
+        RefusalReason::Number,
+    );
+    refuses(
+        v,
+        "How far is 10 km?",
+        "How far is 10 miles?",
+        RefusalReason::Number,
+    );
+    refuses(
+        v,
+        "Is the museum open on Monday?",
+        "Is the museum open on Sunday?",
+        RefusalReason::Number,
+    );
+    refuses(
+        v,
+        "What happened in 1969?",
+        "What happened in 1989?",
+        RefusalReason::Number,
+    );
+    // the same number written differently is fine
+    accepts(
+        v,
+        "Can I bring two bags on board?",
+        "Can I bring 2 bags on board?",
+    );
+    accepts(
+        v,
+        "Is a 1,000 dollar loan expensive?",
+        "Is a 1000 dollar loan expensive?",
+    );
+}
+
+#[test]
+fn temporal_and_spatial_order_refused() {
+    let v = balanced();
+    refuses(
+        v,
+        "Should I stretch before running?",
+        "Should I stretch after running?",
+        RefusalReason::TemporalOrder,
+    );
+    refuses(
+        v,
+        "What did people eat earlier in history?",
+        "What did people eat later in history?",
+        RefusalReason::TemporalOrder,
+    );
+    refuses(
+        v,
+        "Is the attic above the garage?",
+        "Is the attic below the garage?",
+        RefusalReason::SpatialOrder,
+    );
+    refuses(
+        v,
+        "Should the spare key go inside the house?",
+        "Should the spare key go outside the house?",
+        RefusalReason::SpatialOrder,
+    );
+}
+
+#[test]
+fn role_swaps_refused() {
+    let v = balanced();
+    refuses(
+        v,
+        "Did Google acquire Fitbit?",
+        "Did Fitbit acquire Google?",
+        RefusalReason::RoleSwap,
+    );
+    refuses(
+        v,
+        "Is a cheetah faster than a horse?",
+        "Is a horse faster than a cheetah?",
+        RefusalReason::RoleSwap,
+    );
+    refuses(
+        v,
+        "How do I convert euros to yen?",
+        "How do I convert yen to euros?",
+        RefusalReason::RoleSwap,
+    );
+    refuses(
+        v,
+        "Did the teacher praise the student?",
+        "Was the teacher praised by the student?",
+        RefusalReason::RoleSwap,
+    );
+}
+
+#[test]
+fn passive_and_coordination_keep_roles() {
+    let v = balanced();
+    accepts(
+        v,
+        "Did the committee approve the budget?",
+        "Was the budget approved by the committee?",
+    );
+    accepts(
+        v,
+        "Is pasta with tomatoes and basil tasty?",
+        "Is pasta with basil and tomatoes tasty?",
+    );
+    accepts(
+        v,
+        "What is the difference between a virus and a bacterium?",
+        "What is the difference between a bacterium and a virus?",
+    );
+}
+
+#[test]
+fn pronouns_and_gender_refused() {
+    let v = balanced();
+    refuses(
+        v,
+        "Why did he leave the band?",
+        "Why did she leave the band?",
+        RefusalReason::Pronoun,
+    );
+    refuses(
+        v,
+        "Can I borrow his charger?",
+        "Can I borrow their charger?",
+        RefusalReason::Pronoun,
+    );
+    refuses(
+        v,
+        "Should my husband get a flu shot?",
+        "Should my wife get a flu shot?",
+        RefusalReason::Antonym,
+    );
+    refuses(
+        v,
+        "Can you help me?",
+        "Can I help you?",
+        RefusalReason::Pronoun,
+    );
+    // generic "you" and "I" ask the same how-to question (balanced); strict refuses
+    accepts(
+        v,
+        "How do I reset my password?",
+        "How do you reset your password?",
+    );
+    assert!(
+        !strict()
+            .verify(
+                "How do I reset my password?",
+                "How do you reset your password?",
+                0.95
+            )
+            .accept
+    );
+}
+
+#[test]
+fn entities_refused() {
+    let v = balanced();
+    refuses(
+        v,
+        "What is the capital of Peru?",
+        "What is the capital of Chile?",
+        RefusalReason::Entity,
+    );
+    refuses(
+        v,
+        "Can my cat eat grapes?",
+        "Can my rabbit eat grapes?",
+        RefusalReason::Entity,
+    );
+    refuses(
+        v,
+        "Does Maria Lopez speak French?",
+        "Does Anna Novak speak French?",
+        RefusalReason::Entity,
+    );
+}
+
+#[test]
+fn added_modifiers_refused() {
+    let v = balanced();
+    refuses(
+        v,
+        "Is Tom a pilot?",
+        "Is Tom a retired pilot?",
+        RefusalReason::AddedModifier,
+    );
+    refuses(
+        v,
+        "How do I cook rice?",
+        "How do I cook brown rice?",
+        RefusalReason::AddedModifier,
+    );
+    refuses(
+        v,
+        "Is the river frozen?",
+        "Is the river becoming frozen?",
+        RefusalReason::AddedModifier,
+    );
+}
+
+#[test]
+fn logic_refused() {
+    let v = balanced();
+    refuses(
+        v,
+        "Do the kids need hats or gloves?",
+        "Do the kids need hats and gloves?",
+        RefusalReason::Logic,
+    );
+    refuses(
+        v,
+        "Are all mushrooms edible?",
+        "Are some mushrooms edible?",
+        RefusalReason::Logic,
+    );
+}
+
+#[test]
+fn paraphrases_accepted() {
+    let v = balanced();
+    // casing, punctuation, contractions, politeness, filler
+    accepts(v, "how do i CHANGE my pin", "How do I change my PIN?");
+    accepts(
+        v,
+        "What's the fee for a wire transfer?",
+        "What is the fee for a wire transfer",
+    );
+    accepts(
+        v,
+        "Can you please tell me how to close my account?",
+        "How to close my account?",
+    );
+    accepts(
+        v,
+        "Is this spider really dangerous?",
+        "Is this spider actually dangerous?",
+    );
+    accepts(
+        v,
+        "Hi, I was wondering how I can update my address",
+        "how can I update my address",
+    );
+    accepts(
+        v,
+        "How come my refund is still pending?",
+        "Why is my refund still pending?",
+    );
+    // synonyms (WordNet and the small table)
+    accepts(
+        v,
+        "Where can I buy a cheap laptop?",
+        "Where can I purchase an inexpensive laptop?",
+    );
+    accepts(v, "How do I start a podcast?", "How do I begin a podcast?");
+    accepts(
+        v,
+        "What is a good film for kids?",
+        "What is a good movie for children?",
+    );
+    // inflection
+    accepts(
+        v,
+        "How is a password changed?",
+        "How are passwords changed?",
+    );
+    // typos
+    accepts(
+        v,
+        "How do I recieve a refund?",
+        "How do I receive a refund?",
+    );
+    accepts(
+        v,
+        "Which vegetables are healthiest for toddlers",
+        "Which vegtables are healthiest for toddlers",
+    );
+}
+
+#[test]
+fn typo_tolerance_does_not_merge_real_words() {
+    let v = balanced();
+    refuses(
+        v,
+        "Can I keep a horse in the garden?",
+        "Can I keep a house in the garden?",
+        RefusalReason::Entity,
+    );
+}
+
+#[test]
+fn off_accepts_everything() {
+    let v = Verifier::new(Strictness::Off);
+    assert!(v.verify("Is it safe?", "Is it not safe?", 0.99).accept);
+}
+
+#[test]
+fn strict_refuses_broad_unexplained_differences() {
+    let s = strict();
+    let a = "What documents do I need to open a savings account?";
+    let b = "Which papers are required for opening a checking account online quickly?";
+    assert!(!s.verify(a, b, 0.85).accept);
+    assert!(
+        s.verify("How do I change my pin?", "how do i change my PIN", 0.85)
+            .accept
+    );
+    assert!(
+        !s.verify("Was the store open?", "Is the store open?", 0.97)
+            .accept
+    );
+}
+
+#[test]
+fn reasons_are_snake_case_and_distinct() {
+    let mut seen = std::collections::HashSet::new();
+    for r in RefusalReason::ALL {
+        let s = r.as_str();
+        assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
+        assert!(seen.insert(s), "duplicate {s}");
+        assert_eq!(
+            serde_json::to_value(r).unwrap(),
+            serde_json::Value::String(s.to_string())
+        );
+    }
+    assert_eq!(
+        serde_json::to_string(&Strictness::Balanced).unwrap(),
+        "\"balanced\""
+    );
+    let s: Strictness = serde_json::from_str("\"strict\"").unwrap();
+    assert_eq!(s, Strictness::Strict);
+}
+
+#[test]
+fn weird_inputs_never_panic() {
+    let long = "word ".repeat(20_000);
+    let long2 = format!("{long} extra tail");
+    let inputs = [
+        "",
+        " ",
+        "?",
+        "!!!",
+        "'",
+        "n't",
+        "'s",
+        "can't",
+        "''''",
+        "$",
+        "%%",
+        "1,2,3",
+        "1.",
+        ".5",
+        "0.000",
+        "99999999999999999999999999999",
+        "one hundred and",
+        "hundred",
+        "million billion",
+        "🙂",
+        "👩‍👩‍👧‍👦🔥❄️",
+        "é",
+        "ÉCOLE",
+        "İstanbul",
+        "straße",
+        "日本語の質問ですか",
+        "مرحبا كيف حالك",
+        "\u{0}\u{1}\u{7f}",
+        "\u{200b}\u{feff}",
+        "a\tb\nc\r\n",
+        "by",
+        "was by",
+        "is it by by by",
+        "x by y",
+        "the the the",
+        "not not not",
+        long.as_str(),
+        long2.as_str(),
+    ];
+    for v in [balanced(), strict()] {
+        for a in inputs {
+            for b in inputs {
+                for sim in [f32::NAN, -1.0, 0.0, 0.9, 1.0, 2.0] {
+                    let d = v.verify(a, b, sim);
+                    assert_eq!(d.accept, d.reason.is_none());
+                }
+            }
+        }
+    }
+    // identical long texts are accepted; long texts differing at the end are not
+    assert!(balanced().verify(&long, &long, 1.0).accept);
+    assert!(!balanced().verify(&long, &long2, 1.0).accept);
+}
+
+#[test]
+fn elaborations_are_not_restrictions() {
+    let v = balanced();
+    // a modifier inside a possessive phrase describes the one thing the asker has
+    accepts(
+        v,
+        "When will my parcel be delivered?",
+        "When will my new parcel be delivered?",
+    );
+    // an extra clause or sentence elaborates the same question
+    accepts(
+        v,
+        "Why was my transfer rejected?",
+        "Why was my transfer rejected? I tried it again this morning.",
+    );
+    accepts(
+        v,
+        "Who should I call to find out why my payment failed?",
+        "Find out why my payment failed",
+    );
+    // an added verb in front of an article is not a modifier of the noun
+    accepts(
+        v,
+        "Can I pay the deposit by card?",
+        "Can I pay the deposit by using a card?",
+    );
+    // but an added restricting modifier on a kind of thing is still refused
+    refuses(
+        v,
+        "Can I freeze bread?",
+        "Can I freeze sliced bread?",
+        RefusalReason::AddedModifier,
+    );
+}
+
+#[test]
+fn reworded_negation_is_left_to_the_threshold() {
+    let v = balanced();
+    // the negated word itself differs: the wording changed, not the question
+    accepts(
+        v,
+        "I bought a lamp and the price was not right, can you check?",
+        "I bought a lamp then noticed the price was wrong, can you check?",
+    );
+    // the negator scopes over a shared word: refused
+    refuses(
+        v,
+        "Does the tracking page work for my order?",
+        "Does the tracking page not work for my order?",
+        RefusalReason::Negation,
+    );
+}
+
+#[test]
+fn order_words_must_replace_each_other() {
+    let v = balanced();
+    // "from" and "into" in different places of a reworded question are no swap
+    accepts(
+        v,
+        "how would i convert from litres to gallons",
+        "how can i convert litres into gallons",
+    );
+    refuses(
+        v,
+        "Should I water the plants before sunrise?",
+        "Should I water the plants after sunrise?",
+        RefusalReason::TemporalOrder,
+    );
+}

@@ -1,0 +1,363 @@
+//! Normalisation and tokenisation: casing, accents, curly quotes, contractions, number
+//! parsing and a light inflectional lemmatiser (irregular forms from WordNet).
+
+use super::lexicon::Lexicon;
+
+/// One word of a question.
+#[derive(Debug, Clone)]
+pub struct Token {
+    /// lowercase, accent-folded surface form (contractions expanded)
+    pub norm: String,
+    /// written with a capital letter somewhere other than the start of the text
+    pub cap: bool,
+    /// possible base forms (the surface form first), used for matching
+    pub forms: Vec<String>,
+    /// numeric value when the token is (part of) a number
+    pub number: Option<String>,
+    /// WordNet synonym group ids of any base form, sorted
+    pub syn: Vec<u32>,
+    /// some base form is a known English word (typo tolerance applies to unknown ones)
+    pub known: bool,
+    /// closed-class word (pronoun, negator, order word, question word, unit): matches
+    /// only itself
+    pub closed: bool,
+}
+
+fn fold_char(c: char) -> char {
+    match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' => 'a',
+        'ç' | 'ć' | 'č' => 'c',
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ě' => 'e',
+        'ì' | 'í' | 'î' | 'ï' | 'ī' => 'i',
+        'ñ' | 'ń' => 'n',
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' | 'ū' => 'u',
+        'ý' | 'ÿ' => 'y',
+        'š' | 'ś' => 's',
+        'ž' | 'ź' | 'ż' => 'z',
+        '’' | '‘' | '`' | 'ʼ' | '´' => '\'',
+        _ => c,
+    }
+}
+
+/// Split into raw words: (text, capitalised-not-initial). Letters/digits with inner
+/// apostrophes and inner `.`/`,` between digits form a word; currency, `%` and other
+/// symbols (emoji) are single-character words; everything else separates.
+fn raw_words(text: &str, max_words: usize) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    let mut cur = String::new();
+    let mut cur_cap = false;
+    let chars: Vec<char> = text.chars().take(max_words.saturating_mul(24)).collect();
+    let mut first_word = true;
+    let flush =
+        |cur: &mut String, cap: &mut bool, out: &mut Vec<(String, bool)>, first: &mut bool| {
+            let w = cur.trim_matches('\'').to_string();
+            if !w.is_empty() {
+                out.push((w, *cap && !*first));
+                *first = false;
+            }
+            cur.clear();
+            *cap = false;
+        };
+    for (i, &c0) in chars.iter().enumerate() {
+        if out.len() >= max_words {
+            break;
+        }
+        let c = fold_char(c0);
+        if c.is_alphanumeric() {
+            if cur.is_empty() && c.is_uppercase() {
+                cur_cap = true;
+            }
+            cur.extend(c.to_lowercase().map(fold_char));
+        } else if c == '\''
+            && !cur.is_empty()
+            && chars.get(i + 1).is_some_and(|n| n.is_alphabetic())
+        {
+            cur.push('\'');
+        } else if (c == '.' || c == ',')
+            && cur.chars().last().is_some_and(|p| p.is_ascii_digit())
+            && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit())
+        {
+            if c == '.' {
+                cur.push('.');
+            }
+        } else {
+            flush(&mut cur, &mut cur_cap, &mut out, &mut first_word);
+            // a capital after a sentence end is not evidence of a proper noun
+            if matches!(c, '.' | '!' | '?' | ':' | ';' | '(' | '"') {
+                first_word = true;
+            }
+            let sym = matches!(
+                c,
+                '$' | '€' | '£' | '¥' | '%' | '+' | '#' | '@' | '&' | '=' | '<' | '>'
+            ) || (!c.is_whitespace()
+                && !c.is_ascii_punctuation()
+                && !c.is_control()
+                && !matches!(c as u32, 0x2000..=0x206F | 0xFE00..=0xFE0F | 0x3000..=0x303F | 0xFF00..=0xFF0F | 0xA0 | 0xA1..=0xBF));
+            if sym {
+                let s = match c {
+                    '&' => "and".to_string(),
+                    _ => c.to_string(),
+                };
+                out.push((s, false));
+                first_word = false;
+            }
+        }
+    }
+    flush(&mut cur, &mut cur_cap, &mut out, &mut first_word);
+    out.truncate(max_words);
+    out
+}
+
+/// Expand contractions and chat spellings into plain words.
+fn expand(w: &str, out: &mut Vec<String>) {
+    let special: Option<&[&str]> = match w {
+        "can't" | "cannot" | "cant" => Some(&["can", "not"]),
+        "won't" | "wont" => Some(&["will", "not"]),
+        "shan't" => Some(&["shall", "not"]),
+        "ain't" => Some(&["is", "not"]),
+        "dont" => Some(&["do", "not"]),
+        "doesnt" => Some(&["does", "not"]),
+        "didnt" => Some(&["did", "not"]),
+        "isnt" => Some(&["is", "not"]),
+        "arent" => Some(&["are", "not"]),
+        "wasnt" => Some(&["was", "not"]),
+        "werent" => Some(&["were", "not"]),
+        "havent" => Some(&["have", "not"]),
+        "hasnt" => Some(&["has", "not"]),
+        "shouldnt" => Some(&["should", "not"]),
+        "wouldnt" => Some(&["would", "not"]),
+        "couldnt" => Some(&["could", "not"]),
+        "gonna" => Some(&["going", "to"]),
+        "wanna" => Some(&["want", "to"]),
+        "gotta" => Some(&["have", "to"]),
+        "im" => Some(&["i", "am"]),
+        "ive" => Some(&["i", "have"]),
+        "u" => Some(&["you"]),
+        "ur" => Some(&["your"]),
+        "r" => Some(&["are"]),
+        "pls" | "plz" => Some(&["please"]),
+        "thx" => Some(&["thanks"]),
+        _ => None,
+    };
+    if let Some(ws) = special {
+        out.extend(ws.iter().map(|s| s.to_string()));
+        return;
+    }
+    if let Some(stem) = w.strip_suffix("n't") {
+        let base = match stem {
+            "ca" => "can",
+            "wo" => "will",
+            "sha" => "shall",
+            other => other,
+        };
+        if !base.is_empty() {
+            out.push(base.to_string());
+        }
+        out.push("not".to_string());
+        return;
+    }
+    if let Some((stem, suf)) = w.rsplit_once('\'') {
+        let add = match suf {
+            "re" => Some("are"),
+            "m" => Some("am"),
+            "ll" => Some("will"),
+            "ve" => Some("have"),
+            "d" => Some("would"),
+            "s" => match stem {
+                "it" | "he" | "she" | "that" | "there" | "here" | "what" | "who" | "where"
+                | "when" | "how" | "why" | "which" => Some("is"),
+                "let" => Some("us"),
+                _ => None, // possessive
+            },
+            _ => None,
+        };
+        if !stem.is_empty() {
+            out.push(stem.to_string());
+        }
+        if let Some(a) = add {
+            out.push(a.to_string());
+        }
+        return;
+    }
+    out.push(w.to_string());
+}
+
+fn is_vowel(c: u8) -> bool {
+    matches!(c, b'a' | b'e' | b'i' | b'o' | b'u' | b'y')
+}
+
+/// Candidate base forms of a word: the word, its irregular base, and the results of
+/// stripping inflectional suffixes (-s, -es, -ies, -ed, -ied, -ing, -er/-est are NOT
+/// stripped: comparatives carry meaning).
+pub fn forms(w: &str, lex: &Lexicon) -> Vec<String> {
+    let mut f: Vec<String> = vec![w.to_string()];
+    let mut push = |s: String, f: &mut Vec<String>| {
+        if s.len() >= 3 && !f.contains(&s) {
+            f.push(s);
+        }
+    };
+    if let Some(b) = lex.irregular.get(w) {
+        push(b.to_string(), &mut f);
+    }
+    let b = w.as_bytes();
+    let n = b.len();
+    if n < 4 || !w.is_ascii() {
+        return f;
+    }
+    let stem_variants =
+        |stem: &str, f: &mut Vec<String>, push: &mut dyn FnMut(String, &mut Vec<String>)| {
+            push(stem.to_string(), f);
+            push(format!("{stem}e"), f);
+            let sb = stem.as_bytes();
+            let m = sb.len();
+            if m >= 3 && sb[m - 1] == sb[m - 2] && !is_vowel(sb[m - 1]) {
+                push(stem[..m - 1].to_string(), f);
+            }
+        };
+    if let Some(s) = w.strip_suffix("ies") {
+        push(format!("{s}y"), &mut f);
+    } else if let Some(s) = w.strip_suffix("es") {
+        push(s.to_string(), &mut f);
+        push(format!("{s}e"), &mut f);
+    } else if w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("us") && !w.ends_with("is") {
+        push(w[..n - 1].to_string(), &mut f);
+    }
+    if let Some(s) = w.strip_suffix("ied") {
+        push(format!("{s}y"), &mut f);
+    } else if let Some(s) = w.strip_suffix("ed") {
+        stem_variants(s, &mut f, &mut push);
+    } else if w.ends_with('d') && w.ends_with("ed") {
+        push(w[..n - 1].to_string(), &mut f);
+    }
+    if let Some(s) = w.strip_suffix("ing") {
+        if s.bytes().any(is_vowel) {
+            stem_variants(s, &mut f, &mut push);
+        }
+    }
+    if let Some(s) = w.strip_suffix("ly") {
+        if n >= 6 {
+            push(s.to_string(), &mut f);
+        }
+    }
+    f
+}
+
+fn parse_digits(w: &str) -> Option<String> {
+    let digits_end = w
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(w.len());
+    if digits_end == 0 {
+        return None;
+    }
+    let (num, rest) = w.split_at(digits_end);
+    if !num.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut num = num.trim_end_matches('.').to_string();
+    if num.contains('.') {
+        num = num.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    let num = num.trim_start_matches('0');
+    let num = if num.is_empty() || num.starts_with('.') {
+        format!("0{num}")
+    } else {
+        num.to_string()
+    };
+    match rest {
+        "" | "st" | "nd" | "rd" | "th" | "s" => Some(num),
+        suf => Some(format!("{num}{suf}")),
+    }
+}
+
+/// Tokenise and normalise a question. At most `max_words` tokens are kept.
+pub fn tokenize(text: &str, lex: &Lexicon, max_words: usize) -> Vec<Token> {
+    let raw = raw_words(text, max_words);
+    let mut toks: Vec<Token> = Vec::with_capacity(raw.len() + 4);
+    let mut buf = Vec::with_capacity(3);
+    for (w, cap) in raw {
+        buf.clear();
+        expand(&w, &mut buf);
+        for (i, s) in buf.drain(..).enumerate() {
+            let number = parse_digits(&s);
+            let forms = forms(&s, lex);
+            let mut syn: Vec<u32> = forms
+                .iter()
+                .filter_map(|f| lex.synonyms.get(f.as_str()))
+                .flatten()
+                .copied()
+                .collect();
+            syn.sort_unstable();
+            syn.dedup();
+            let known = forms.iter().any(|f| lex.is_word(f));
+            let w = s.as_str();
+            let closed = lex.pronouns.contains_key(w)
+                || lex.negators.contains(w)
+                || lex.order.contains_key(w)
+                || lex.wh.contains_key(w)
+                || lex.units.contains_key(w);
+            toks.push(Token {
+                cap: cap && i == 0,
+                forms,
+                number,
+                norm: s,
+                syn,
+                known,
+                closed,
+            });
+        }
+    }
+    // "how come" asks "why"
+    let mut k = 0;
+    while k + 1 < toks.len() {
+        if toks[k].norm == "how" && toks[k + 1].norm == "come" {
+            toks[k].norm = "why".to_string();
+            toks[k].forms = vec!["why".to_string()];
+            toks.remove(k + 1);
+        }
+        k += 1;
+    }
+    // number words: "twenty five" -> 25, "two hundred" -> 200
+    let mut i = 0;
+    while i < toks.len() {
+        let start = i;
+        let mut total: u64 = 0;
+        let mut cur: u64 = 0;
+        let mut any = false;
+        while i < toks.len() {
+            let w = toks[i].norm.as_str();
+            if let Some(&v) = lex.numbers.get(w) {
+                cur = cur.saturating_add(v);
+                any = true;
+            } else if let (true, Some(&s)) = (any || start != i, lex.scales.get(w)) {
+                if !any {
+                    break;
+                }
+                cur = cur.max(1).saturating_mul(s);
+                if s >= 1000 {
+                    total = total.saturating_add(cur);
+                    cur = 0;
+                }
+            } else if w == "and"
+                && any
+                && i + 1 < toks.len()
+                && lex.numbers.contains_key(toks[i + 1].norm.as_str())
+            {
+                // "one hundred and five"
+            } else {
+                break;
+            }
+            i += 1;
+        }
+        if any {
+            let v = total.saturating_add(cur).to_string();
+            for t in &mut toks[start..i] {
+                t.number = Some(v.clone());
+            }
+        }
+        if i == start {
+            i += 1;
+        }
+    }
+    toks
+}
