@@ -274,20 +274,47 @@ async fn warmup_of_the_bitext_file_fills_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::start_cached("", dir.path());
     let state = dir.path().join("warmup-state.json");
-    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/bitext/customer_support.csv");
+    let csv = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/bitext/customer_support.csv"
+    );
     let url = h.gw.as_ref().unwrap().url();
     let args: Vec<String> = [
-        "warmup", csv, "--url", &url, "--token", ADMIN_TOKEN, "--prompt-col", "instruction", "--response-col",
-        "response", "--model", "mock/m", "--limit", "300", "--no-progress", "--json-summary", "--state-file",
+        "warmup",
+        csv,
+        "--url",
+        &url,
+        "--token",
+        ADMIN_TOKEN,
+        "--prompt-col",
+        "instruction",
+        "--response-col",
+        "response",
+        "--model",
+        "mock/m",
+        "--limit",
+        "300",
+        "--no-progress",
+        "--json-summary",
+        "--state-file",
     ]
     .iter()
     .map(|s| s.to_string())
     .chain([state.display().to_string()])
     .collect();
-    let out = tokio::task::spawn_blocking(move || std::process::Command::new(env!("CARGO_BIN_EXE_deja")).args(&args).output().unwrap())
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_deja"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["rows_read"], 300);
     let inserted = summary["inserted"].as_u64().unwrap();
@@ -297,9 +324,17 @@ async fn warmup_of_the_bitext_file_fills_the_cache() {
     let (_, st) = admin(&h, reqwest::Method::GET, "/admin/cache/stats", None).await;
     assert_eq!(st["entries"].as_u64(), Some(inserted));
     // The first bitext row, reworded, is answered from the warmed cache.
-    let r = h.post("/v1/chat/completions", chat("mock/m", "how could I cancel the purchase 113542617735902")).await;
+    let r = h
+        .post(
+            "/v1/chat/completions",
+            chat("mock/m", "how could I cancel the purchase 113542617735902"),
+        )
+        .await;
     assert_eq!(r.headers()["x-deja-cache"], "hit-semantic");
     let v: Value = r.json().await.unwrap();
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("cancel"));
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("cancel"));
     assert_eq!(h.mock.state.stats().calls, 0);
 }

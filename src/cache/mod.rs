@@ -92,7 +92,7 @@ impl Default for CacheConfig {
             rebuild_tombstone_ratio: 0.2,
             sweep_interval_secs: 30,
             hnsw: HnswConfig::default(),
-            similarity_threshold: 0.80,
+            similarity_threshold: 0.75,
             top_k: 5,
             store_truncated: false,
         }

@@ -33,6 +33,9 @@ pub struct Config {
     /// The local embedding model (`[embedder]`).
     #[serde(default)]
     pub embedder: crate::embed::EmbedderConfig,
+    /// The false-hit verifier (`[verifier]`).
+    #[serde(default)]
+    pub verifier: crate::gateway::verify::VerifierConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

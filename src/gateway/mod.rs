@@ -101,7 +101,7 @@ impl Gateway {
                 handle,
                 embedder,
                 config.cache.clone(),
-                verify::Judge,
+                verify::Judge::new(&config.verifier),
                 config.embedder.queue_limit,
             )))
         } else {

@@ -1,23 +1,39 @@
-//! The verification stage between "nearest entry above the threshold" and "serve it".
-//! Until the false-hit verifier lands (issue 4) every candidate above the threshold is
-//! accepted; the seam is here so the cache flow and the admin search do not change.
+//! The verification stage between "nearest entry above the threshold" and "serve it":
+//! the false-hit verifier (`cache::verify`) built once at start-up and shared.
+
+use crate::cache::verify::{Strictness, Verifier};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// `[verifier]` configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifierConfig {
+    /// `strict`, `balanced` (default) or `off` (the similarity threshold alone).
+    pub strictness: Strictness,
+}
 
 /// Decides whether a candidate entry's text answers the request's text.
-#[derive(Debug, Clone, Default)]
-pub struct Judge;
+#[derive(Debug, Clone)]
+pub struct Judge {
+    verifier: Arc<Verifier>,
+}
 
 impl Judge {
+    pub fn new(cfg: &VerifierConfig) -> Self {
+        Judge {
+            verifier: Arc::new(Verifier::new(cfg.strictness)),
+        }
+    }
+
     /// `(accepted, refusal reason, explanation)`.
     pub fn judge(
         &self,
-        _request: &str,
-        _candidate: &str,
+        request: &str,
+        candidate: &str,
         similarity: f32,
     ) -> (bool, Option<String>, String) {
-        (
-            true,
-            None,
-            format!("similarity {similarity:.3} at or above the threshold"),
-        )
+        let v = self.verifier.verify(request, candidate, similarity);
+        (v.accept, v.reason.map(|r| r.as_str().to_owned()), v.detail)
     }
 }
