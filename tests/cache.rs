@@ -339,3 +339,62 @@ async fn ttl_expires_entries() {
     let (hd, _) = ask(&h, q, &[]).await;
     assert_eq!(cache_status(&hd), "miss", "expired after its ttl");
 }
+
+#[tokio::test]
+async fn refused_candidate_is_a_miss_with_its_reason_and_a_paraphrase_is_served() {
+    let (h, _d) = cached();
+    ask(
+        &h,
+        chat("mock/m", "Is it safe to smoke before surgery?"),
+        &[],
+    )
+    .await;
+    stored(&h, 1).await;
+    // Close in embedding space, opposite in meaning: refused, goes upstream.
+    let (hd, v) = ask(
+        &h,
+        chat("mock/m", "Is it safe to smoke after surgery?"),
+        &[],
+    )
+    .await;
+    assert_eq!(cache_status(&hd), "miss");
+    assert_eq!(hd["x-deja-cache-refused"], "temporal_order");
+    let sim: f32 = hd["x-deja-cache-similarity"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        sim >= 0.75,
+        "the refused candidate was above the threshold: {sim}"
+    );
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Mock answer to: Is it safe to smoke after surgery?"
+    );
+    // A real paraphrase of the stored question is served.
+    let (hd, v) = ask(&h, chat("mock/m", "Is smoking before surgery safe?"), &[]).await;
+    assert_eq!(cache_status(&hd), "hit-semantic", "{hd:?}");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Mock answer to: Is it safe to smoke before surgery?"
+    );
+    // The refusal is counted by reason.
+    let m = h
+        .client
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("deja_cache_refusals_total{reason=\"temporal_order\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("deja_cache_lookups_total{result=\"hit_semantic\"} 1"),
+        "{m}"
+    );
+}

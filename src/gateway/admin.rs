@@ -376,3 +376,75 @@ impl SemanticCache {
         self.embedder_queue_limit
     }
 }
+
+/// `GET /metrics`: Prometheus text format, low-cardinality labels only.
+pub fn metrics(gw: &Gateway) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    if let Some(c) = &gw.cache {
+        let n = &c.counters;
+        let _ = writeln!(s, "# HELP deja_cache_lookups_total Requests by cache outcome.\n# TYPE deja_cache_lookups_total counter");
+        for (label, v) in [
+            ("hit_exact", &n.hits_exact),
+            ("hit_semantic", &n.hits_semantic),
+            ("miss", &n.misses),
+            ("bypass", &n.bypass),
+        ] {
+            let _ = writeln!(
+                s,
+                "deja_cache_lookups_total{{result=\"{label}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(s, "# HELP deja_cache_refusals_total Candidates above the threshold refused by the verifier, by reason.\n# TYPE deja_cache_refusals_total counter");
+        let refusals = n.refusals.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut reasons: Vec<_> = refusals.into_iter().collect();
+        reasons.sort();
+        for (reason, v) in reasons {
+            let _ = writeln!(s, "deja_cache_refusals_total{{reason=\"{reason}\"}} {v}");
+        }
+        let _ = writeln!(
+            s,
+            "# TYPE deja_cache_coalesced_total counter\ndeja_cache_coalesced_total {}",
+            n.coalesced.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# TYPE deja_cache_stored_total counter\ndeja_cache_stored_total {}",
+            n.stored.load(Ordering::Relaxed)
+        );
+        let st = c.handle.store.stats();
+        let _ = writeln!(
+            s,
+            "# TYPE deja_cache_entries gauge\ndeja_cache_entries {}",
+            st.entries
+        );
+        let _ = writeln!(
+            s,
+            "# TYPE deja_cache_bytes gauge\ndeja_cache_bytes {}",
+            st.bytes
+        );
+        let _ = writeln!(
+            s,
+            "# TYPE deja_cache_evictions_total counter\ndeja_cache_evictions_total {}",
+            st.evictions
+        );
+        let e = c.embedder.stats();
+        let _ = writeln!(
+            s,
+            "# TYPE deja_embedder_batches_total counter\ndeja_embedder_batches_total {}",
+            e.batches
+        );
+        let _ = writeln!(
+            s,
+            "# TYPE deja_embedder_texts_total counter\ndeja_embedder_texts_total {}",
+            e.texts
+        );
+        let _ = writeln!(
+            s,
+            "# TYPE deja_embedder_pending gauge\ndeja_embedder_pending {}",
+            c.embedder.pending()
+        );
+    }
+    s
+}

@@ -61,6 +61,12 @@ pub async fn models(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(gateway::list_models(&state.gateway))
 }
 
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(gateway::admin::metrics(&state.gateway))
+}
+
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }

@@ -63,6 +63,7 @@ pub fn create_app(
         ))
         .service(resource("/v1/models", web::get().to(handlers::models)))
         .service(resource("/health", web::get().to(handlers::health)))
+        .service(resource("/metrics", web::get().to(handlers::metrics)))
         .service(resource("/ready", web::get().to(handlers::ready)))
         .service(resource("/admin/cache/stats", web::get().to(admin::stats)))
         .service(
