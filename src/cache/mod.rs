@@ -77,6 +77,14 @@ pub struct CacheConfig {
     pub top_k: usize,
     /// Also store responses cut short (`finish_reason` `length`, `content_filter`).
     pub store_truncated: bool,
+    /// Dump the HNSW graphs to `<data dir>/index/` (at graceful shutdown,
+    /// after rebuilds and every `index_dump_interval_secs` when changed) and
+    /// reload them at start-up instead of rebuilding. The dump is reconciled
+    /// with sled at load; sled stays the source of truth.
+    pub index_dump: bool,
+    /// Period of the background dump of changed graphs (0 = only at
+    /// shutdown and after rebuilds).
+    pub index_dump_interval_secs: u64,
 }
 
 impl Default for CacheConfig {
@@ -94,6 +102,8 @@ impl Default for CacheConfig {
             similarity_threshold: 0.80,
             top_k: 5,
             store_truncated: false,
+            index_dump: true,
+            index_dump_interval_secs: 300,
         }
     }
 }
@@ -275,6 +285,10 @@ pub struct NewEntry {
 }
 
 /// A stored entry.
+///
+/// `vector` is only filled by [`CacheStore::get_with_vector`] and
+/// [`CacheStore::export`]; `get` / `get_exact` leave it empty (the hot
+/// exact-hit path does not need it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     #[serde(with = "id_string")]
@@ -366,6 +380,10 @@ pub struct CacheStats {
     pub last_rebuild_duration_ms: Option<u64>,
     /// Time `open` spent loading sled and building the graphs.
     pub startup_ms: u64,
+    /// Graph points `open` reloaded from dumps (instead of inserting).
+    pub startup_points_reloaded: u64,
+    /// Graph points `open` inserted (no usable dump, or entries newer than it).
+    pub startup_points_inserted: u64,
     pub index_state: IndexState,
 }
 
