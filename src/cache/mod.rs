@@ -18,8 +18,9 @@
 //! `insert_batch` writes the whole batch to sled in one multi-tree
 //! transaction and then calls `Db::flush` (fsync) **before** it touches the
 //! in-memory index and before it returns `Ok`. An acknowledged batch therefore
-//! survives `kill -9`, and since the index is only ever (re)built from sled,
-//! no index entry can point at a missing sled entry. Explicit deletes
+//! survives `kill -9`, and since the index is only ever (re)built from sled
+//! or reloaded from a dump that is then reconciled with sled (see below), no
+//! index entry can point at a missing sled entry. Explicit deletes
 //! (`delete`, `delete_where`) are flushed too. Expiry/eviction removals and hit
 //! counters are not flushed individually (sled flushes every 500 ms): after a
 //! crash an evicted or expired entry may come back and is removed again by the
@@ -32,6 +33,17 @@
 //! partition whose tombstones exceed `rebuild_tombstone_ratio` of its graph is
 //! rebuilt from sled off to the side and swapped in (an `Arc` swap; readers are
 //! never blocked for longer than that swap).
+//!
+//! # Graph dumps
+//!
+//! With `index_dump` (default) the graphs are dumped to `<data dir>/index/`
+//! (`hnsw_rs` `file_dump` + a `manifest.json`) at graceful close, after
+//! rebuilds and every `index_dump_interval_secs` when changed. `open`
+//! reloads a dump only if its manifest matches the database id, dimensions
+//! and graph parameters and its files match their checksums, then checks
+//! every reloaded point against sled (same vector, or a tombstone when no
+//! longer live) and inserts the live entries the dump lacks. Anything that
+//! does not match makes that partition rebuild from sled.
 
 mod actor;
 mod index;
