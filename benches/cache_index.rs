@@ -36,6 +36,8 @@ fn config() -> CacheConfig {
     let mut c = CacheConfig {
         max_entries: u64::MAX,
         max_bytes: u64::MAX,
+        // child "rebuild" mode: ignore the graph dump
+        index_dump: std::env::var("DEJA_BENCH_CHILD_NODUMP").is_err(),
         ..CacheConfig::default()
     };
     c.hnsw.max_nb_connection = env_usize("DEJA_BENCH_M", c.hnsw.max_nb_connection);
@@ -155,6 +157,12 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -166,15 +174,131 @@ fn child_open(dir: &str) {
     let store = CacheStore::open(dir, config()).expect("open");
     let secs = t.elapsed().as_secs_f64();
     let after = rss_kib();
+    let st = store.stats();
     println!(
-        "CHILD entries={} open_s={secs:.3} rss_before_kib={before} rss_after_kib={after}",
-        store.len()
+        "CHILD entries={} open_s={secs:.3} rss_before_kib={before} rss_after_kib={after} reloaded={} inserted={}",
+        store.len(),
+        st.startup_points_reloaded,
+        st.startup_points_inserted
+    );
+    // do not dump again at drop
+    std::process::exit(0);
+}
+
+/// First CSV column of each data line (handles `"..."` quoting with `""`).
+fn csv_first_column(line: &str) -> Option<String> {
+    if let Some(rest) = line.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    out.push('"');
+                } else {
+                    return Some(out);
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        None
+    } else {
+        line.rsplit_once(',').map(|(t, _)| t.to_string())
+    }
+}
+
+/// Generator mode (`DEJA_BENCH_GEN_VECTORS=out.f32`): embeds the real
+/// questions of banking77 (`DEJA_BENCH_BANKING77` dir, train+test `text`
+/// column) and clinc150 (`DEJA_BENCH_CLINC150` = data_full.json, all splits)
+/// with the project's embedder (`models/`), deduplicated and shuffled. The
+/// last `DEJA_BENCH_QUERIES` (2000) real questions are held out as queries;
+/// the others are stored, then topped up to `DEJA_BENCH_N` (100k) rows with
+/// perturbed copies: `normalise(0.7 a + 0.3 b)` for random real questions
+/// a, b. `DEJA_BENCH_GEN_REAL` caps the number of real questions embedded. Output: `N` stored rows then the query rows, raw LE f32 x 384.
+fn gen_vectors(out: &str) {
+    use deja::embed::{Embedder, EmbedderConfig};
+    let n = env_usize("DEJA_BENCH_N", 100_000);
+    let nq = env_usize("DEJA_BENCH_QUERIES", 2_000);
+    let b77 = std::env::var("DEJA_BENCH_BANKING77")
+        .unwrap_or_else(|_| "/work/shared/data/banking77".into());
+    let clinc = std::env::var("DEJA_BENCH_CLINC150")
+        .unwrap_or_else(|_| "/work/shared/data/clinc150/data_full.json".into());
+    let mut texts: Vec<String> = Vec::new();
+    for f in ["train.csv", "test.csv"] {
+        let s = std::fs::read_to_string(format!("{b77}/{f}")).expect("read banking77");
+        texts.extend(s.lines().skip(1).filter_map(csv_first_column));
+    }
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&clinc).expect("read clinc150"))
+            .expect("clinc150 json");
+    for (_, rows) in j.as_object().expect("clinc150 object") {
+        for r in rows.as_array().into_iter().flatten() {
+            if let Some(t) = r.get(0).and_then(|t| t.as_str()) {
+                texts.push(t.to_string());
+            }
+        }
+    }
+    texts.sort();
+    texts.dedup();
+    let mut rng = StdRng::seed_from_u64(7);
+    for i in (1..texts.len()).rev() {
+        texts.swap(i, rng.random_range(0..=i));
+    }
+    println!("gen: {} distinct real questions", texts.len());
+    // Embedding runs at ~15 questions/s on the loaded 2-core VM: cap it.
+    texts.truncate(env_usize("DEJA_BENCH_GEN_REAL", usize::MAX));
+    println!("gen: embedding {} of them", texts.len());
+    let cfg = EmbedderConfig {
+        intra_op_threads: 2,
+        ..EmbedderConfig::default()
+    };
+    let mut emb = Embedder::load(&cfg).expect("load embedder (models/)");
+    let t = Instant::now();
+    let mut real: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        real.extend(emb.embed_batch(&refs).expect("embed"));
+        if real.len() % 6400 == 0 {
+            println!(
+                "gen: {} embedded in {:.0} s",
+                real.len(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let queries = real.split_off(real.len() - nq);
+    let mut base = real;
+    let n_real = base.len();
+    while base.len() < n {
+        let a = &base[rng.random_range(0..n_real)];
+        let b = &base[rng.random_range(0..n_real)];
+        let mut v: Vec<f32> = a.iter().zip(b).map(|(x, y)| 0.7 * x + 0.3 * y).collect();
+        normalize(&mut v);
+        base.push(v);
+    }
+    base.truncate(n);
+    let mut bytes = Vec::with_capacity((n + nq) * DIMS * 4);
+    for v in base.iter().chain(&queries) {
+        assert_eq!(v.len(), DIMS);
+        v.iter()
+            .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+    }
+    std::fs::write(out, bytes).expect("write vectors");
+    println!(
+        "gen: wrote {out}: {n} stored rows ({n_real} real + {} perturbed) then {nq} held-out real queries, in {:.0} s",
+        n - n_real,
+        t.elapsed().as_secs_f64()
     );
 }
 
 fn main() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         child_open(&dir);
+        return;
+    }
+    if let Ok(out) = std::env::var("DEJA_BENCH_GEN_VECTORS") {
+        gen_vectors(&out);
         return;
     }
     let n = env_usize("DEJA_BENCH_N", 100_000);
@@ -218,32 +342,59 @@ fn main() {
             st.bytes / n as u64
         );
     }
-    // 2. start-up rebuild in a fresh process (time + memory)
-    let out = std::process::Command::new(std::env::current_exe().expect("exe"))
-        .env(CHILD_ENV, dir.path())
-        .output()
-        .expect("child");
-    let line = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("CHILD"))
-        .map(str::to_string)
-        .unwrap_or_default();
-    let field = |k: &str| -> f64 {
-        line.split_whitespace()
-            .find_map(|f| {
-                f.strip_prefix(&format!("{k}="))
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(f64::NAN)
-    };
-    let rss = field("rss_after_kib") - field("rss_before_kib");
+    // (the store was dropped = graceful close: the graph was dumped)
+    let dump_bytes: u64 = std::fs::read_dir(dir.path().join("index"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
     println!(
-        "startup: open + rebuild of {} entries: {:.2} s; RSS +{:.0} MiB = {:.0} bytes/entry (graph + vectors + sled cache)",
-        field("entries"),
-        field("open_s"),
-        rss / 1024.0,
-        rss * 1024.0 / n as f64
+        "dump: {:.1} MiB on disk ({} B/entry); load average {}",
+        dump_bytes as f64 / 1048576.0,
+        dump_bytes / n as u64,
+        loadavg()
     );
+    // 2. start-up in a fresh process (time + memory): from the dump, and
+    //    (DEJA_BENCH_REBUILD=1) ignoring it = full rebuild from sled
+    let mut modes = vec![("reload dump", false)];
+    if std::env::var("DEJA_BENCH_REBUILD").is_ok() {
+        modes.push(("full rebuild", true));
+    }
+    for (mode, nodump) in modes {
+        let mut cmd = std::process::Command::new(std::env::current_exe().expect("exe"));
+        cmd.env(CHILD_ENV, dir.path());
+        if nodump {
+            cmd.env("DEJA_BENCH_CHILD_NODUMP", "1");
+        }
+        let out = cmd.output().expect("child");
+        let line = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("CHILD"))
+            .map(str::to_string)
+            .unwrap_or_default();
+        let field = |k: &str| -> f64 {
+            line.split_whitespace()
+                .find_map(|f| {
+                    f.strip_prefix(&format!("{k}="))
+                        .and_then(|v| v.parse().ok())
+                })
+                .unwrap_or(f64::NAN)
+        };
+        let rss = field("rss_after_kib") - field("rss_before_kib");
+        println!(
+            "startup ({mode}): open of {} entries: {:.2} s (points reloaded {}, inserted {}); RSS +{:.0} MiB = {:.0} bytes/entry (graph + vectors + sled cache); load average {}",
+            field("entries"),
+            field("open_s"),
+            field("reloaded"),
+            field("inserted"),
+            rss / 1024.0,
+            rss * 1024.0 / n as f64,
+            loadavg()
+        );
+    }
 
     // 3. search latency and recall in this process
     let store = CacheStore::open(dir.path(), config()).expect("open");
@@ -285,12 +436,13 @@ fn main() {
         lat.sort();
         let mean = lat.iter().sum::<Duration>() / lat.len() as u32;
         println!(
-            "search k=1 ef_search={ef}: recall@1={:.4} ({hits}/{n_recall}) p50={:?} p99={:?} mean={:?} max={:?}",
+            "search k=1 ef_search={ef}: recall@1={:.4} ({hits}/{n_recall}) p50={:?} p99={:?} mean={:?} max={:?}; load average {}",
             hits as f64 / n_recall as f64,
             percentile(&lat, 0.5),
             percentile(&lat, 0.99),
             mean,
-            lat[lat.len() - 1]
+            lat[lat.len() - 1],
+            loadavg()
         );
     }
 
@@ -318,4 +470,5 @@ fn main() {
         })
     });
     c.final_summary();
+    println!("load average at end: {}", loadavg());
 }

@@ -1,8 +1,8 @@
 //! CacheStore against a real sled database in a temp dir.
 
 use deja::cache::{
-    dot, CacheConfig, CacheError, CacheHandle, CacheStore, EntryFilter, EvictionPolicy, ExactKey,
-    IndexState, NewEntry,
+    dot, CacheConfig, CacheError, CacheHandle, CacheStore, Entry, EntryFilter, EvictionPolicy,
+    ExactKey, IndexState, NewEntry,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -100,7 +100,18 @@ fn insert_search_get() {
     assert_eq!(e.created_ms, 1_000);
     assert_eq!(e.expires_ms, None);
     assert_eq!((e.hits, e.last_hit_ms), (0, None));
-    assert!(e.vector.iter().zip(v).all(|(a, b)| (a - b).abs() < 1e-5));
+    // `get` leaves the vector out (hot path); `get_with_vector` has it.
+    assert!(e.vector.is_empty());
+    let ev = store.get_with_vector(*id, 1_000).unwrap().unwrap();
+    assert_eq!(ev.vector.len(), DIMS);
+    assert!(ev.vector.iter().zip(v).all(|(a, b)| (a - b).abs() < 1e-5));
+    assert_eq!(
+        Entry {
+            vector: Vec::new(),
+            ..ev
+        },
+        e
+    );
     assert!(e.size_bytes > (DIMS * 4) as u64);
     // ids render as strings in JSON
     let j = serde_json::to_value(&e).unwrap();
@@ -251,8 +262,15 @@ fn deletion_is_final_and_survives_restart() {
         .map(|&i| rows[i].0)
         .collect();
     assert!(hits.iter().all(|h| !gone.contains(&h.id)));
-    // a fresh store has no tombstones: the graph was built from sled
+    // The graph was reloaded from the dump taken at close: the deleted
+    // entries are tombstones there (filtered out above) until the writer's
+    // next sweep rebuilds the partition (12/50 > rebuild_tombstone_ratio).
+    assert_eq!(store.stats().startup_points_reloaded, 50);
+    assert_eq!(store.stats().tombstones, 12);
+    assert!(store.needs_rebuild());
+    store.rebuild(false).unwrap().unwrap();
     assert_eq!(store.stats().tombstones, 0);
+    assert_eq!(store.search(&rows[0].1, "p", 50, 1).unwrap().len(), 38);
 }
 
 #[test]
@@ -368,6 +386,165 @@ fn restart_gives_same_results() {
     let max_old = rows.iter().map(|r| r.0).max().unwrap();
     let new = fill(&store, &mut rng, "p", 5000, 1, 2)[0].0;
     assert!(new > max_old);
+}
+
+// ------------------------------------------------------------ graph dumps
+
+/// Search results of `queries` in `part` equal brute force over `rows`.
+fn assert_exact_results(
+    store: &CacheStore,
+    part: &str,
+    rows: &[(u64, Vec<f32>)],
+    queries: &[Vec<f32>],
+) {
+    for q in queries {
+        let got: Vec<u64> = store
+            .search(q, part, 5, 1)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(got, brute_force(rows, q, 5));
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn graceful_reopen_reloads_the_dumped_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(21);
+    let queries: Vec<Vec<f32>> = (0..20).map(|_| unit(&mut rng, DIMS)).collect();
+    let (p_rows, q_rows) = {
+        let store = CacheStore::open(dir.path(), cfg()).unwrap();
+        let p = fill(&store, &mut rng, "p", 0, 400, 1);
+        let q = fill(&store, &mut rng, "q", 1000, 50, 1);
+        assert_eq!(store.stats().startup_points_inserted, 0);
+        (p, q)
+    }; // drop = graceful close: dumps the graphs
+    assert!(dir.path().join("index/manifest.json").exists());
+    let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let s = store.stats();
+    assert_eq!(
+        (s.startup_points_reloaded, s.startup_points_inserted),
+        (450, 0)
+    );
+    assert_eq!((s.entries, s.index_points, s.tombstones), (450, 450, 0));
+    assert_exact_results(&store, "p", &p_rows, &queries);
+    assert_exact_results(&store, "q", &q_rows, &queries);
+    // Nothing changed: closing again keeps the dump; a third open reloads too.
+    drop(store);
+    let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    assert_eq!(store.stats().startup_points_reloaded, 450);
+    // With index_dump off the dump is ignored.
+    drop(store);
+    let off = CacheConfig {
+        index_dump: false,
+        ..cfg()
+    };
+    let store = CacheStore::open(dir.path(), off).unwrap();
+    let s = store.stats();
+    assert_eq!(
+        (s.startup_points_reloaded, s.startup_points_inserted),
+        (0, 450)
+    );
+    assert_exact_results(&store, "p", &p_rows, &queries);
+}
+
+/// A dump older than sled (as after `kill -9`): entries stored after it are
+/// inserted at open, entries deleted after it are tombstones.
+#[test]
+fn stale_dump_is_reconciled_with_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(22);
+    let queries: Vec<Vec<f32>> = (0..30).map(|_| unit(&mut rng, DIMS)).collect();
+    let live_rows = {
+        let store = CacheStore::open(dir.path(), cfg()).unwrap();
+        let mut rows = fill(&store, &mut rng, "p", 0, 300, 1);
+        assert_eq!(store.persist_index(false).unwrap(), 1);
+        copy_dir(&dir.path().join("index"), saved.path());
+        // after the dump: 100 more entries, 60 deletions, one replacement
+        rows.extend(fill(&store, &mut rng, "p", 300, 100, 2));
+        for (id, _) in rows.drain(..60) {
+            store.delete(id).unwrap();
+        }
+        let replaced = rows.iter().position(|r| r.0 == rows[0].0).unwrap();
+        rows.remove(replaced);
+        rows.extend(fill(&store, &mut rng, "p", 60, 1, 3)); // same exact key as entry 60
+        rows
+    };
+    // Put the old dump back, as if the process died before dumping again.
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    copy_dir(saved.path(), &dir.path().join("index"));
+    let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let s = store.stats();
+    assert_eq!(s.entries, live_rows.len() as u64);
+    assert_eq!(s.startup_points_reloaded, 300);
+    assert_eq!(s.startup_points_inserted, 101);
+    assert_eq!(s.tombstones, 300 + 101 - live_rows.len() as u64);
+    assert_exact_results(&store, "p", &live_rows, &queries);
+    for (id, v) in live_rows.iter().step_by(11) {
+        assert_eq!(store.search(v, "p", 1, 1).unwrap()[0].id, *id);
+    }
+}
+
+#[test]
+fn corrupt_or_foreign_dump_falls_back_to_a_rebuild() {
+    let mut rng = StdRng::seed_from_u64(23);
+    let queries: Vec<Vec<f32>> = (0..20).map(|_| unit(&mut rng, DIMS)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let rows = {
+        let store = CacheStore::open(dir.path(), cfg()).unwrap();
+        fill(&store, &mut rng, "p", 0, 200, 1)
+    };
+    let index = dir.path().join("index");
+    // 1. flip a byte in the graph file
+    let graph = std::fs::read_dir(&index)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".hnsw.graph"))
+        .unwrap();
+    let mut bytes = std::fs::read(&graph).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&graph, &bytes).unwrap();
+    {
+        let store = CacheStore::open(dir.path(), cfg()).unwrap();
+        let s = store.stats();
+        assert_eq!(
+            (s.startup_points_reloaded, s.startup_points_inserted),
+            (0, 200)
+        );
+        assert_exact_results(&store, "p", &rows, &queries);
+    } // rewrites a good dump at close
+      // 2. truncated data file and a garbage manifest never crash
+    let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    assert_eq!(store.stats().startup_points_reloaded, 200);
+    drop(store);
+    std::fs::write(index.join("manifest.json"), b"{not json").unwrap();
+    let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    assert_eq!(store.stats().startup_points_inserted, 200);
+    assert_exact_results(&store, "p", &rows, &queries);
+    drop(store);
+    // 3. another database's dump (same partition name, other vectors)
+    let other = tempfile::tempdir().unwrap();
+    let other_rows = {
+        let store = CacheStore::open(other.path(), cfg()).unwrap();
+        fill(&store, &mut rng, "p", 0, 200, 1)
+    };
+    std::fs::remove_dir_all(&index).unwrap();
+    copy_dir(&other.path().join("index"), &index);
+    let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    assert_eq!(store.stats().startup_points_reloaded, 0);
+    assert_exact_results(&store, "p", &rows, &queries);
+    assert_ne!(rows[0].1, other_rows[0].1);
 }
 
 #[test]
@@ -751,13 +928,16 @@ fn acknowledged_batch_survives_kill_9() {
     let store = CacheStore::open(dir.path(), cfg()).unwrap();
     assert!(store.len() >= 500);
     for id in &acked {
-        let e = store.get(*id, 1).unwrap().expect("acknowledged entry lost");
+        let e = store
+            .get_with_vector(*id, 1)
+            .unwrap()
+            .expect("acknowledged entry lost");
         assert_eq!(store.search(&e.vector, "p", 1, 1).unwrap()[0].id, *id);
     }
     // every index entry resolves to a stored entry
     let s = store.stats();
     assert_eq!(s.index_points, s.entries);
-    let e = store.get(acked[0], 1).unwrap().unwrap();
+    let e = store.get_with_vector(acked[0], 1).unwrap().unwrap();
     for c in store.search(&e.vector, "p", 50, 1).unwrap() {
         assert!(store.get(c.id, 1).unwrap().is_some());
     }

@@ -40,6 +40,14 @@ impl CacheWriter {
             });
         }
     }
+
+    /// Dumps the graphs that changed (writer thread: inserts wait meanwhile,
+    /// which the dump needs anyway).
+    fn dump(&mut self) {
+        if let Err(e) = self.store.persist_index(false) {
+            tracing::error!(error = %e, "cache index dump failed");
+        }
+    }
 }
 
 fn spawn_rebuild(
@@ -49,7 +57,17 @@ fn spawn_rebuild(
 ) {
     let spawned = std::thread::Builder::new()
         .name("cache-rebuild".into())
-        .spawn(move || done(store.rebuild(force)));
+        .spawn(move || {
+            let r = store.rebuild(force);
+            if matches!(r, Ok(Some(_))) {
+                // A rebuilt graph replaces its dump: the next start-up
+                // reloads it instead of rebuilding again.
+                if let Err(e) = store.persist_index(false) {
+                    tracing::error!(error = %e, "cache index dump after rebuild failed");
+                }
+            }
+            done(r)
+        });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot spawn cache rebuild thread");
     }
@@ -61,12 +79,17 @@ impl Actor for CacheWriter {
     fn started(&mut self, ctx: &mut Self::Context) {
         let every = Duration::from_secs(self.store.config().sweep_interval_secs.max(1));
         ctx.run_interval(every, |act, _| act.periodic());
+        let dump_every = self.store.config().index_dump_interval_secs;
+        if self.store.config().index_dump && dump_every > 0 {
+            ctx.run_interval(Duration::from_secs(dump_every), |act, _| act.dump());
+        }
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "cache flush at shutdown failed");
         }
+        self.dump();
     }
 }
 

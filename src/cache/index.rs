@@ -5,10 +5,13 @@
 //! many tombstones is rebuilt off to the side and swapped in.
 
 use super::{CacheError, HnswConfig};
-use hnsw_rs::prelude::{Distance, Hnsw};
+use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Cosine distance `1 - dot(a, b)` for unit vectors, clamped to `[0, 2]`.
@@ -119,6 +122,11 @@ pub(crate) fn build_graph(p: &HnswConfig, rows: &[(u64, Vec<f32>)]) -> Graph {
     g
 }
 
+/// Inserts `(id, unit vector)` rows into `g` (in parallel when many).
+pub(crate) fn insert_all(g: &Graph, rows: &[(u64, Vec<f32>)]) {
+    insert_rows(g, rows.iter().map(|(id, v)| (*id, v.as_slice())));
+}
+
 fn insert_rows<'a>(g: &Graph, rows: impl Iterator<Item = (u64, &'a [f32])>) {
     let rows: Vec<(&[f32], usize)> = rows.map(|(id, v)| (v, id as usize)).collect();
     if rows.len() >= 256 {
@@ -140,6 +148,8 @@ pub(crate) struct PartIndex {
     /// meanwhile are recorded here and replayed into the new graph. The mutex
     /// also serialises inserts against the swap.
     pending: Mutex<Option<Rows>>,
+    /// The graph changed since it was last dumped (or was never dumped).
+    dirty: AtomicBool,
 }
 
 impl PartIndex {
@@ -205,6 +215,7 @@ impl VectorIndex {
                     graph: RwLock::new(Arc::new(new_graph(&self.params, 64))),
                     live: AtomicUsize::new(0),
                     pending: Mutex::new(None),
+                    dirty: AtomicBool::new(true),
                 })
             })
             .clone()
@@ -215,12 +226,20 @@ impl VectorIndex {
     }
 
     /// Installs prebuilt graphs (start-up). Replaces existing partitions.
-    pub(crate) fn install(&self, name: &str, graph: Graph, live: usize) -> Arc<PartIndex> {
+    /// `dirty`: the graph differs from its dump (or has none).
+    pub(crate) fn install(
+        &self,
+        name: &str,
+        graph: Graph,
+        live: usize,
+        dirty: bool,
+    ) -> Arc<PartIndex> {
         let p = Arc::new(PartIndex {
             name: Arc::from(name),
             graph: RwLock::new(Arc::new(graph)),
             live: AtomicUsize::new(live),
             pending: Mutex::new(None),
+            dirty: AtomicBool::new(dirty),
         });
         self.parts.write().insert(p.name.clone(), p.clone());
         p
@@ -231,6 +250,7 @@ impl VectorIndex {
         let mut pending = part.pending.lock();
         let g = part.graph();
         insert_rows(&g, rows.iter().map(|(id, v)| (*id, v.as_slice())));
+        part.dirty.store(true, Ordering::Relaxed);
         if let Some(p) = pending.as_mut() {
             p.extend(rows.iter().cloned());
         }
@@ -300,6 +320,7 @@ impl VectorIndex {
             .filter(|(id, _)| !built.contains(id) && still_live(*id))
             .collect();
         insert_rows(&graph, replay.iter().map(|(id, v)| (*id, v.as_slice())));
+        part.dirty.store(true, Ordering::Relaxed);
         std::mem::replace(&mut *part.graph.write(), Arc::new(graph))
     }
 
@@ -308,6 +329,288 @@ impl VectorIndex {
         for p in parts {
             *p.pending.lock() = None;
         }
+    }
+}
+
+// ------------------------------------------------------------ persistence
+//
+// Graph dumps live in `<data dir>/index/`: per partition the two files of
+// `hnsw_rs`'s `file_dump` (`<base>.hnsw.graph`, `<base>.hnsw.data`) and one
+// `manifest.json` naming them, written last (temp file + fsync + rename).
+// A dump is only ever a hint: at start-up it is checked (sled database id,
+// dimensions, M / ef_construction, file lengths and checksums) and then
+// reconciled with sled point by point (see `CacheStore::open`).
+
+/// Manifest format version.
+const MANIFEST_VERSION: u32 = 1;
+const MANIFEST: &str = "manifest.json";
+
+/// `<data dir>/index/manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    pub(crate) version: u32,
+    /// Random id of the sled database the dumps were taken from.
+    pub(crate) db_id: String,
+    pub(crate) dimensions: usize,
+    pub(crate) max_nb_connection: usize,
+    pub(crate) ef_construction: usize,
+    pub(crate) parts: Vec<DumpedPart>,
+}
+
+/// One partition's dump.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DumpedPart {
+    pub(crate) partition: String,
+    pub(crate) basename: String,
+    /// Graph points (live + tombstones) at dump time.
+    pub(crate) points: usize,
+    /// Highest entry id in the graph.
+    pub(crate) max_id: u64,
+    pub(crate) graph_len: u64,
+    pub(crate) graph_sum: u64,
+    pub(crate) data_len: u64,
+    pub(crate) data_sum: u64,
+    pub(crate) dumped_unix_ms: u64,
+}
+
+/// What one [`VectorIndex::dump`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DumpReport {
+    /// Partitions written now.
+    pub(crate) written: usize,
+    /// Partitions whose previous dump was still current.
+    pub(crate) kept: usize,
+    pub(crate) points: usize,
+}
+
+/// Length and a fast 64-bit checksum (not cryptographic: it catches torn
+/// and truncated files, not tampering) of a file.
+fn file_sum(path: &Path) -> std::io::Result<(u64, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut len, mut h) = (0u64, 0x9E37_79B9_7F4A_7C15u64);
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        let mut words = chunk.chunks_exact(8);
+        for w in &mut words {
+            let x = u64::from_le_bytes(w.try_into().unwrap_or_default());
+            h = (h ^ x).wrapping_mul(0x0100_0000_01B3).rotate_left(29);
+        }
+        for &b in words.remainder() {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01B3);
+        }
+        len += n as u64;
+    }
+    Ok((len, h ^ len))
+}
+
+fn fsync(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// Reads and parses the manifest; `None` when absent or unreadable.
+pub(crate) fn read_manifest(dir: &Path) -> Option<Manifest> {
+    let bytes = match std::fs::read(dir.join(MANIFEST)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read cache index manifest; rebuilding");
+            return None;
+        }
+    };
+    match serde_json::from_slice::<Manifest>(&bytes) {
+        Ok(m) if m.version == MANIFEST_VERSION => Some(m),
+        Ok(m) => {
+            tracing::warn!(
+                version = m.version,
+                "unknown cache index manifest version; rebuilding"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "corrupt cache index manifest; rebuilding");
+            None
+        }
+    }
+}
+
+fn graph_path(dir: &Path, base: &str) -> PathBuf {
+    dir.join(format!("{base}.hnsw.graph"))
+}
+
+fn data_path(dir: &Path, base: &str) -> PathBuf {
+    dir.join(format!("{base}.hnsw.data"))
+}
+
+/// Loads a dumped graph after checking its files against the manifest.
+/// `hnsw_rs` asserts on malformed input, so the load runs under
+/// `catch_unwind`: a bad dump is an `Err`, never a crash.
+pub(crate) fn load_dump(dir: &Path, d: &DumpedPart) -> std::io::Result<Graph> {
+    for (path, len, sum) in [
+        (graph_path(dir, &d.basename), d.graph_len, d.graph_sum),
+        (data_path(dir, &d.basename), d.data_len, d.data_sum),
+    ] {
+        if file_sum(&path)? != (len, sum) {
+            return Err(io_err(format!(
+                "{} does not match the manifest",
+                path.display()
+            )));
+        }
+    }
+    let dir = dir.to_path_buf();
+    let base = d.basename.clone();
+    let loaded = std::panic::catch_unwind(move || {
+        // `load_hnsw` ties the graph's lifetime to the `HnswIo` (needed when
+        // points are mmapped). Without mmap every point owns its vector, so
+        // the `HnswIo` (a path, a name and a counter: ~100 bytes) is leaked
+        // once per loaded partition to get a `'static` graph.
+        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir, &base)));
+        io.load_hnsw::<f32, ClampedCosine>()
+    });
+    let mut g = match loaded {
+        Ok(Ok(g)) => g,
+        Ok(Err(e)) => return Err(io_err(e)),
+        Err(_) => return Err(io_err("hnsw_rs panicked while loading the dump")),
+    };
+    if g.get_nb_point() != d.points {
+        return Err(io_err(format!(
+            "dump has {} points, manifest says {}",
+            g.get_nb_point(),
+            d.points
+        )));
+    }
+    g.set_searching_mode(false);
+    Ok(g)
+}
+
+/// Calls `f(id, vector)` for every point of `g` (tombstones included).
+pub(crate) fn for_each_point(g: &Graph, mut f: impl FnMut(u64, &[f32])) {
+    for p in g.get_point_indexation() {
+        f(p.get_origin_id() as u64, p.get_v());
+    }
+}
+
+impl VectorIndex {
+    /// Dumps the graphs that changed since their last dump (all with
+    /// `force`) into `dir` and rewrites the manifest. Partitions being
+    /// rebuilt keep their previous dump. Each partition's insert lock is held
+    /// while its graph is written (inserts into that partition wait; searches
+    /// do not). Serialised: concurrent callers wait for each other.
+    pub(crate) fn dump(
+        &self,
+        dir: &Path,
+        db_id: &str,
+        dimensions: usize,
+        force: bool,
+    ) -> std::io::Result<DumpReport> {
+        static DUMP_LOCK: Mutex<()> = Mutex::new(());
+        let _serial = DUMP_LOCK.lock();
+        std::fs::create_dir_all(dir)?;
+        let old = read_manifest(dir).filter(|m| {
+            m.db_id == db_id
+                && m.dimensions == dimensions
+                && m.max_nb_connection == self.params.max_nb_connection
+                && m.ef_construction == self.params.ef_construction
+        });
+        let old_parts: HashMap<&str, &DumpedPart> = old
+            .iter()
+            .flat_map(|m| m.parts.iter().map(|p| (p.partition.as_str(), p)))
+            .collect();
+        let mut report = DumpReport::default();
+        let mut parts = Vec::new();
+        let stamp = super::now_ms();
+        for (i, part) in self.parts().into_iter().enumerate() {
+            let pending = part.pending.lock();
+            let prev = old_parts.get(&*part.name).copied();
+            if pending.is_some() || !(force || part.dirty.load(Ordering::Relaxed)) {
+                if let Some(p) = prev {
+                    parts.push(p.clone());
+                    report.kept += 1;
+                }
+                continue;
+            }
+            let g = part.graph();
+            let points = g.get_nb_point();
+            if points == 0 {
+                part.dirty.store(false, Ordering::Relaxed);
+                continue;
+            }
+            let mut max_id = 0;
+            for_each_point(&g, |id, _| max_id = max_id.max(id));
+            let base = format!("p{i}-{stamp}");
+            let written = g.file_dump(dir, &base).map_err(io_err)?;
+            if written != base {
+                return Err(io_err(format!("hnsw_rs dumped to {written}, not {base}")));
+            }
+            let (gp, dp) = (graph_path(dir, &base), data_path(dir, &base));
+            fsync(&gp)?;
+            fsync(&dp)?;
+            let (graph_len, graph_sum) = file_sum(&gp)?;
+            let (data_len, data_sum) = file_sum(&dp)?;
+            part.dirty.store(false, Ordering::Relaxed);
+            drop(pending);
+            report.written += 1;
+            report.points += points;
+            parts.push(DumpedPart {
+                partition: part.name.to_string(),
+                basename: base,
+                points,
+                max_id,
+                graph_len,
+                graph_sum,
+                data_len,
+                data_sum,
+                dumped_unix_ms: stamp,
+            });
+        }
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            db_id: db_id.to_string(),
+            dimensions,
+            max_nb_connection: self.params.max_nb_connection,
+            ef_construction: self.params.ef_construction,
+            parts,
+        };
+        let tmp = dir.join(format!("{MANIFEST}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec_pretty(&manifest).map_err(io_err)?)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, dir.join(MANIFEST))?;
+        std::fs::File::open(dir)?.sync_all()?;
+        // Remove dump files no longer referenced.
+        let keep: HashSet<String> = manifest
+            .parts
+            .iter()
+            .flat_map(|p| {
+                [
+                    format!("{}.hnsw.graph", p.basename),
+                    format!("{}.hnsw.data", p.basename),
+                ]
+            })
+            .collect();
+        for e in std::fs::read_dir(dir)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let is_dump = name.ends_with(".hnsw.graph") || name.ends_with(".hnsw.data");
+            if is_dump && !keep.contains(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(report)
+    }
+
+    /// Whether some partition changed since its last dump.
+    pub(crate) fn dirty(&self) -> bool {
+        self.parts().iter().any(|p| p.dirty.load(Ordering::Relaxed))
     }
 }
 

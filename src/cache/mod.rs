@@ -18,8 +18,9 @@
 //! `insert_batch` writes the whole batch to sled in one multi-tree
 //! transaction and then calls `Db::flush` (fsync) **before** it touches the
 //! in-memory index and before it returns `Ok`. An acknowledged batch therefore
-//! survives `kill -9`, and since the index is only ever (re)built from sled,
-//! no index entry can point at a missing sled entry. Explicit deletes
+//! survives `kill -9`, and since the index is only ever (re)built from sled
+//! or reloaded from a dump that is then reconciled with sled (see below), no
+//! index entry can point at a missing sled entry. Explicit deletes
 //! (`delete`, `delete_where`) are flushed too. Expiry/eviction removals and hit
 //! counters are not flushed individually (sled flushes every 500 ms): after a
 //! crash an evicted or expired entry may come back and is removed again by the
@@ -32,6 +33,17 @@
 //! partition whose tombstones exceed `rebuild_tombstone_ratio` of its graph is
 //! rebuilt from sled off to the side and swapped in (an `Arc` swap; readers are
 //! never blocked for longer than that swap).
+//!
+//! # Graph dumps
+//!
+//! With `index_dump` (default) the graphs are dumped to `<data dir>/index/`
+//! (`hnsw_rs` `file_dump` + a `manifest.json`) at graceful close, after
+//! rebuilds and every `index_dump_interval_secs` when changed. `open`
+//! reloads a dump only if its manifest matches the database id, dimensions
+//! and graph parameters and its files match their checksums, then checks
+//! every reloaded point against sled (same vector, or a tombstone when no
+//! longer live) and inserts the live entries the dump lacks. Anything that
+//! does not match makes that partition rebuild from sled.
 
 mod actor;
 mod index;
@@ -78,6 +90,14 @@ pub struct CacheConfig {
     pub top_k: usize,
     /// Also store responses cut short (`finish_reason` `length`, `content_filter`).
     pub store_truncated: bool,
+    /// Dump the HNSW graphs to `<data dir>/index/` (at graceful shutdown,
+    /// after rebuilds and every `index_dump_interval_secs` when changed) and
+    /// reload them at start-up instead of rebuilding. The dump is reconciled
+    /// with sled at load; sled stays the source of truth.
+    pub index_dump: bool,
+    /// Period of the background dump of changed graphs (0 = only at
+    /// shutdown and after rebuilds).
+    pub index_dump_interval_secs: u64,
 }
 
 impl Default for CacheConfig {
@@ -95,6 +115,8 @@ impl Default for CacheConfig {
             similarity_threshold: 0.75,
             top_k: 5,
             store_truncated: false,
+            index_dump: true,
+            index_dump_interval_secs: 300,
         }
     }
 }
@@ -153,14 +175,15 @@ pub struct HnswConfig {
 
 impl Default for HnswConfig {
     fn default() -> Self {
-        // See benches/RESULTS-cache.md: build cost (start-up rebuild) grows
-        // with ef_construction and M, recall@1 with ef_search. On real question
-        // embeddings (banking77, highly clustered) M 12 / ef_construction 40
-        // missed the identical vector for 7 of 1000 stored questions at k=1;
-        // M 32 / ef_construction 200 missed none.
+        // See benches/RESULTS-cache.md (100k real-question embeddings):
+        // M 24 / ef_construction 160 / ef_search 128 gives recall@1 0.995
+        // (M 12 / 40 only 0.964). The graph costs ~5x more to build, which
+        // start-up no longer pays when it reloads the graph dump; a full
+        // rebuild (no dump, or tombstones) of 100k takes minutes. On 1000 real
+        // banking77 questions M 12 / 40 missed the identical vector for 7 at k=1.
         Self {
-            max_nb_connection: 32,
-            ef_construction: 200,
+            max_nb_connection: 24,
+            ef_construction: 160,
             ef_search: 128,
         }
     }
@@ -279,6 +302,10 @@ pub struct NewEntry {
 }
 
 /// A stored entry.
+///
+/// `vector` is only filled by [`CacheStore::get_with_vector`] and
+/// [`CacheStore::export`]; `get` / `get_exact` leave it empty (the hot
+/// exact-hit path does not need it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     #[serde(with = "id_string")]
@@ -370,6 +397,10 @@ pub struct CacheStats {
     pub last_rebuild_duration_ms: Option<u64>,
     /// Time `open` spent loading sled and building the graphs.
     pub startup_ms: u64,
+    /// Graph points `open` reloaded from dumps (instead of inserting).
+    pub startup_points_reloaded: u64,
+    /// Graph points `open` inserted (no usable dump, or entries newer than it).
+    pub startup_points_inserted: u64,
     pub index_state: IndexState,
 }
 

@@ -38,6 +38,9 @@ const NEVER: u64 = u64::MAX;
 const META_EVICTIONS: &[u8] = b"evictions";
 const META_EXPIRATIONS: &[u8] = b"expirations";
 const META_REBUILDS: &[u8] = b"rebuilds";
+/// Random id of this sled database, written at creation; graph dumps carry
+/// it so that a dump is never applied to another database.
+const META_DB_ID: &[u8] = b"db_id";
 
 /// In-memory facts about a live entry.
 struct LiveMeta {
@@ -87,6 +90,21 @@ pub struct CacheStore {
     last_rebuild: Mutex<Option<(u64, u64)>>,
     rebuilding: AtomicBool,
     startup_ms: u64,
+    startup_reloaded: u64,
+    startup_inserted: u64,
+    /// `<data dir>/index`: graph dumps.
+    dump_dir: std::path::PathBuf,
+    db_id: String,
+}
+
+impl Drop for CacheStore {
+    /// Graceful close: dumps the graphs that changed (see
+    /// [`CacheStore::persist_index`]) so that the next `open` is fast.
+    fn drop(&mut self) {
+        if let Err(e) = self.persist_index(false) {
+            tracing::warn!(error = %e, "cannot dump the cache index at close");
+        }
+    }
 }
 
 impl std::fmt::Debug for CacheStore {
@@ -277,6 +295,39 @@ impl Record<'_> {
     }
 }
 
+/// Checks a reloaded graph against the live rows of its partition: every
+/// graph point that is live in sled must carry exactly sled's vector, and
+/// appear once. Points not live in sled are tombstones. Returns the indices
+/// of the rows the graph lacks (entries stored after the dump).
+fn reconcile(g: &index::Graph, rows: &Rows) -> Result<Vec<usize>, &'static str> {
+    let pos: HashMap<u64, usize> = rows.iter().enumerate().map(|(i, r)| (r.0, i)).collect();
+    let mut seen = vec![false; rows.len()];
+    let mut bad = None;
+    index::for_each_point(g, |id, v| {
+        if bad.is_some() {
+            return;
+        }
+        if let Some(&i) = pos.get(&id) {
+            if seen[i] {
+                bad = Some("entry twice in the graph");
+            } else if rows[i].1.len() != v.len()
+                || rows[i]
+                    .1
+                    .iter()
+                    .zip(v)
+                    .any(|(a, b)| a.to_bits() != b.to_bits())
+            {
+                bad = Some("graph vector differs from sled");
+            }
+            seen[i] = true;
+        }
+    });
+    match bad {
+        Some(why) => Err(why),
+        None => Ok((0..rows.len()).filter(|&i| !seen[i]).collect()),
+    }
+}
+
 // ---------------------------------------------------------------- store
 
 impl CacheStore {
@@ -293,6 +344,15 @@ impl CacheStore {
         let exact = db.open_tree("exact")?;
         let hits = db.open_tree("hits")?;
         let meta = db.open_tree("meta")?;
+        let db_id = match meta.get(META_DB_ID)? {
+            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                meta.insert(META_DB_ID, id.as_bytes())?;
+                id
+            }
+        };
+        let dump_dir = dir.as_ref().join("index");
 
         let mut hit_map: HashMap<u64, (u64, Option<u64>)> = HashMap::new();
         for kv in hits.iter() {
@@ -363,15 +423,67 @@ impl CacheStore {
 
         let index = VectorIndex::new(cfg.hnsw.clone());
         let params = cfg.hnsw.clone();
-        let built: Vec<(Arc<str>, index::Graph, usize)> = groups
+        let manifest = if cfg.index_dump {
+            index::read_manifest(&dump_dir).filter(|m| {
+                let ok = m.db_id == db_id
+                    && m.dimensions == cfg.dimensions
+                    && m.max_nb_connection == params.max_nb_connection
+                    && m.ef_construction == params.ef_construction;
+                if !ok {
+                    tracing::info!(
+                        "cache index dump is for another database or parameters; rebuilding"
+                    );
+                }
+                ok
+            })
+        } else {
+            None
+        };
+        let dumps: HashMap<&str, &index::DumpedPart> = manifest
+            .iter()
+            .flat_map(|m| m.parts.iter().map(|p| (p.partition.as_str(), p)))
+            .collect();
+        let built: Vec<(Arc<str>, index::Graph, usize, usize, bool)> = groups
             .into_par_iter()
             .map(|(name, rows)| {
                 let n = rows.len();
-                (name, index::build_graph(&params, &rows), n)
+                if let Some(d) = dumps.get(&*name) {
+                    match index::load_dump(&dump_dir, d) {
+                        Ok(g) => match reconcile(&g, &rows) {
+                            Ok(missing) => {
+                                let reloaded = g.get_nb_point();
+                                let tail: Rows = missing.iter().map(|&i| rows[i].clone()).collect();
+                                index::insert_all(&g, &tail);
+                                tracing::info!(
+                                    partition = %name,
+                                    reloaded,
+                                    inserted = tail.len(),
+                                    tombstones = (reloaded + tail.len()).saturating_sub(n),
+                                    "cache index loaded from dump"
+                                );
+                                return (name, g, n, reloaded, !tail.is_empty());
+                            }
+                            Err(why) => tracing::warn!(
+                                partition = %name,
+                                why,
+                                "cache index dump disagrees with sled; rebuilding"
+                            ),
+                        },
+                        Err(e) => tracing::warn!(
+                            partition = %name,
+                            error = %e,
+                            "cannot load cache index dump; rebuilding"
+                        ),
+                    }
+                }
+                (name, index::build_graph(&params, &rows), n, 0, true)
             })
             .collect();
-        for (name, graph, n) in built {
-            index.install(&name, graph, n);
+        let (mut startup_reloaded, mut startup_inserted) = (0u64, 0u64);
+        for (name, graph, n, reloaded, dirty) in built {
+            startup_inserted += (graph.get_nb_point() - reloaded) as u64;
+            startup_reloaded += reloaded as u64;
+            index.install(&name, graph, n, dirty);
         }
 
         let mut live = HashMap::with_capacity(loaded.len());
@@ -417,17 +529,22 @@ impl CacheStore {
             last_rebuild: Mutex::new(None),
             rebuilding: AtomicBool::new(false),
             startup_ms: 0,
+            startup_reloaded,
+            startup_inserted,
+            dump_dir,
+            db_id,
         };
         let startup_ms = t0.elapsed().as_millis() as u64;
         tracing::info!(
             entries = store.live.read().len(),
             startup_ms,
+            startup_reloaded,
+            startup_inserted,
             "semantic cache loaded"
         );
-        Ok(Self {
-            startup_ms,
-            ..store
-        })
+        let mut store = store;
+        store.startup_ms = startup_ms;
+        Ok(store)
     }
 
     /// The configuration the store was opened with.
@@ -453,15 +570,25 @@ impl CacheStore {
 
     // ------------------------------------------------------------ reads
 
-    /// The entry `id` if it is live and not expired at `now_ms`.
+    /// The entry `id` if it is live and not expired at `now_ms`, with an
+    /// empty `vector` (see [`CacheStore::get_with_vector`]).
     pub fn get(&self, id: u64, now_ms: u64) -> CacheResult<Option<Entry>> {
+        self.get_inner(id, now_ms, false)
+    }
+
+    /// Like [`CacheStore::get`], with the stored unit vector.
+    pub fn get_with_vector(&self, id: u64, now_ms: u64) -> CacheResult<Option<Entry>> {
+        self.get_inner(id, now_ms, true)
+    }
+
+    fn get_inner(&self, id: u64, now_ms: u64, with_vector: bool) -> CacheResult<Option<Entry>> {
         if !self.is_live(id, now_ms) {
             return Ok(None);
         }
         let Some(v) = self.entries.get(id_key(id))? else {
             return Ok(None);
         };
-        let rec = decode(id, &v, true)?;
+        let rec = decode(id, &v, with_vector)?;
         let hits = self.hit_counts(id)?;
         let response = serde_json::from_slice(rec.response)
             .map_err(|e| corrupt(id, &format!("response JSON: {e}")))?;
@@ -482,7 +609,8 @@ impl CacheStore {
         }))
     }
 
-    /// The live entry stored under `key` (expired = absent).
+    /// The live entry stored under `key` (expired = absent), with an empty
+    /// `vector`.
     pub fn get_exact(&self, key: &ExactKey, now_ms: u64) -> CacheResult<Option<Entry>> {
         match self.exact.get(key.0)? {
             Some(v) => self.get(key_id(&v)?, now_ms),
@@ -575,7 +703,7 @@ impl CacheStore {
                 Ok(id) => id,
                 Err(e) => return Some(Err(e)),
             };
-            self.get(id, now_ms).transpose()
+            self.get_with_vector(id, now_ms).transpose()
         })
     }
 
@@ -597,6 +725,8 @@ impl CacheStore {
             last_rebuild_unix_ms: last.map(|l| l.0),
             last_rebuild_duration_ms: last.map(|l| l.1),
             startup_ms: self.startup_ms,
+            startup_points_reloaded: self.startup_reloaded,
+            startup_points_inserted: self.startup_inserted,
             index_state: if self.rebuilding.load(Ordering::Relaxed) {
                 IndexState::Rebuilding
             } else {
@@ -887,6 +1017,36 @@ impl CacheStore {
     pub fn flush(&self) -> CacheResult<()> {
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Dumps the graphs that changed since their last dump (all with
+    /// `force`) to `<data dir>/index/` so that the next `open` reloads them
+    /// instead of rebuilding. sled is flushed first. Returns how many
+    /// partitions were written (0 when nothing changed or `index_dump` is
+    /// off). Inserts into a partition wait while its graph is written
+    /// (about 1 s per 100k points); searches do not.
+    pub fn persist_index(&self, force: bool) -> CacheResult<usize> {
+        if !self.cfg.index_dump || !(force || self.index.dirty()) {
+            return Ok(0);
+        }
+        self.db.flush()?;
+        let t0 = Instant::now();
+        let r = self
+            .index
+            .dump(&self.dump_dir, &self.db_id, self.cfg.dimensions, force)
+            .map_err(|e| {
+                CacheError::Storage(sled::Error::Io(std::io::Error::other(format!(
+                    "cache index dump: {e}"
+                ))))
+            })?;
+        tracing::info!(
+            written = r.written,
+            kept = r.kept,
+            points = r.points,
+            duration_ms = t0.elapsed().as_millis() as u64,
+            "cache index dumped"
+        );
+        Ok(r.written)
     }
 
     /// Live rows of the given partitions, read from sled.

@@ -325,7 +325,11 @@ pub async fn eval_pairs(
         let mut groups: BTreeMap<String, PairStats> = BTreeMap::new();
         for (i, (p, s)) in pairs.iter().zip(&served).enumerate() {
             // Isolated: this pair's own entry. Shared: the entry stored for q1's text.
-            let q1_id = if shared { by_text.get(p.q1.as_str()).copied() } else { stored[i] };
+            let q1_id = if shared {
+                by_text.get(p.q1.as_str()).copied()
+            } else {
+                stored[i]
+            };
             let hit = q1_id.is_some() && s.at(t) == q1_id;
             for st in [&mut overall, groups.entry(p.group.clone()).or_default()] {
                 st.pairs += 1;
