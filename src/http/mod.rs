@@ -114,6 +114,13 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let app_state = state.clone();
     let server = HttpServer::new(move || create_app(app_state.clone()))
+        // Streamed chunks are small writes: without TCP_NODELAY, Nagle's algorithm holds
+        // each one until the client's delayed ACK (~40 ms) arrives.
+        .on_connect(|conn, _ext| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
         .workers(workers)
         .backlog(4096)
         .max_connection_rate(1024)
