@@ -220,12 +220,15 @@ impl SemanticCache {
     }
 
     /// Nearest entries for `key` (embedding `key.text`), each judged: above the threshold
-    /// and accepted by the verifier. Best first. Also returns the vector.
+    /// and accepted by the verifier. Best first. Also returns the vector. With
+    /// `stop_at_accept` (the serving path) judging stops at the first accepted entry,
+    /// which is the one served; the admin search judges all `k`.
     pub async fn candidates(
         &self,
         key: &CacheKey,
         threshold: f32,
         k: usize,
+        stop_at_accept: bool,
     ) -> Result<(Vec<f32>, Vec<Judged>), GatewayError> {
         let vector = self
             .embedder
@@ -263,6 +266,9 @@ impl SemanticCache {
                 reason,
                 detail,
             });
+            if accepted && stop_at_accept {
+                break;
+            }
         }
         Ok((vector, out))
     }
@@ -343,16 +349,16 @@ pub fn request_key(
 
 fn hit_reply(
     route: &Route,
-    entry: &Entry,
+    response: &Value,
     stream: bool,
     include_usage: bool,
     meta: CacheMeta,
 ) -> Reply {
     let body = if stream {
-        let frames = to_sse(&entry.response, include_usage);
+        let frames = to_sse(response, include_usage);
         ReplyBody::Stream(stream::iter(frames.into_iter().map(Ok)).boxed())
     } else {
-        ReplyBody::Json(Bytes::from(entry.response.to_string()))
+        ReplyBody::Json(Bytes::from(response.to_string()))
     };
     Reply {
         status: 200,
@@ -427,20 +433,20 @@ async fn serve_inner(
             meta.status = CacheStatus::HitExact;
             meta.similarity = Some(1.0);
             meta.entry = Some(entry.id);
-            return Ok(hit_reply(route, &entry, stream, usage, meta));
+            return Ok(hit_reply(route, &entry.response, stream, usage, meta));
         }
         let threshold = controls
             .threshold
             .unwrap_or(cache.config.similarity_threshold);
         let (v, judged) = cache
-            .candidates(&key, threshold, cache.config.top_k)
+            .candidates(&key, threshold, cache.config.top_k, true)
             .await?;
         vector = Some(v);
         if let Some(best) = judged.iter().find(|j| j.accepted) {
             meta.status = CacheStatus::HitSemantic;
             meta.similarity = Some(best.similarity);
             meta.entry = Some(best.entry.id);
-            return Ok(hit_reply(route, &best.entry, stream, usage, meta));
+            return Ok(hit_reply(route, &best.entry.response, stream, usage, meta));
         }
         if let Some(first) = judged.first() {
             meta.similarity = Some(first.similarity);
@@ -479,11 +485,7 @@ async fn serve_inner(
             };
             if let Some(body) = result {
                 meta.coalesced = true;
-                let entry = Entry {
-                    response: (*body).clone(),
-                    ..placeholder_entry()
-                };
-                return Ok(hit_reply(route, &entry, stream, usage, meta));
+                return Ok(hit_reply(route, &body, stream, usage, meta));
             }
             // The leader's call failed or was not cacheable: go upstream ourselves.
             let mut r = call_provider(gw, route, req).await?;
@@ -551,24 +553,6 @@ async fn serve_inner(
         ReplyBody::Json(_) => guard.finish(None),
     }
     Ok(reply)
-}
-
-fn placeholder_entry() -> Entry {
-    Entry {
-        id: 0,
-        partition: String::new(),
-        namespace: String::new(),
-        model: String::new(),
-        prompt_text: String::new(),
-        exact_key: ExactKey([0; 32]),
-        vector: Vec::new(),
-        response: Value::Null,
-        created_ms: 0,
-        expires_ms: None,
-        hits: 0,
-        last_hit_ms: None,
-        size_bytes: 0,
-    }
 }
 
 /// Removes the in-flight marker and wakes waiters; dropping it unfinished wakes them

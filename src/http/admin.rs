@@ -70,15 +70,6 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FilterQuery {
-    model: Option<String>,
-    namespace: Option<String>,
-    text: Option<String>,
-    partition: Option<String>,
-}
-
 pub async fn stats(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     Ok(HttpResponse::Ok().json(admin::stats(&state.gateway)?))
@@ -117,13 +108,8 @@ pub async fn delete_all(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let q: FilterQuery = query(&req)?;
-    let filter = EntryFilter {
-        model: q.model,
-        namespace: q.namespace,
-        partition: q.partition,
-        text: q.text,
-    };
+    // EntryFilter is itself the query shape (unknown keys refused).
+    let filter: EntryFilter = query(&req)?;
     let n = admin::delete_where(&state.gateway, filter).await?;
     Ok(HttpResponse::Ok().json(json!({"deleted": n})))
 }
