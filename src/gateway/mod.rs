@@ -63,7 +63,7 @@ impl Gateway {
         for (id, pc) in &config.providers {
             registry.add_listed(id, pc.models.clone());
             let state = PoolState::new(id, pc)?;
-            let adapter = Adapter::for_kind(pc.kind);
+            let adapter = Adapter::new(id, pc)?;
             let pool =
                 ProviderPool::new(state, adapter.clone(), pc.discover_models, registry.clone());
             // Each pool gets its own arbiter thread so model discovery and bookkeeping

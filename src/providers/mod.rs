@@ -16,6 +16,7 @@ pub use pool::{
 };
 pub use router::{ModelRegistry, Route, RouteError, Router};
 
+use crate::config::ProviderConfig;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
@@ -132,11 +133,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Translation between OpenAI format and one provider wire format.
 pub trait ProviderAdapter: Send + Sync {
     /// Build the HTTP request for `req` (URL, auth, body translated to the wire format).
+    /// Async because some providers must first obtain a token (Vertex AI) or sign the
+    /// finished request (Bedrock).
     fn build_request(
         &self,
         lease: &Lease,
         req: &ProviderRequest,
-    ) -> Result<reqwest::RequestBuilder, ProviderError>;
+    ) -> impl Future<Output = Result<reqwest::RequestBuilder, ProviderError>> + Send;
 
     /// Turn a 2xx non-streaming response body into an OpenAI-format body.
     fn translate_response(
@@ -167,10 +170,13 @@ pub enum Adapter {
 }
 
 impl Adapter {
-    pub fn for_kind(kind: ProviderKind) -> Self {
-        match kind.wire_format() {
+    /// The adapter for provider `id`, holding whatever of its config the wire format needs
+    /// (deployments, regions, credentials, token caches).
+    pub fn new(id: &str, cfg: &ProviderConfig) -> Result<Self, PoolError> {
+        let _ = id;
+        Ok(match cfg.kind.wire_format() {
             WireFormat::OpenAi => Adapter::OpenAi(OpenAiAdapter),
-        }
+        })
     }
 }
 
@@ -192,7 +198,7 @@ async fn send_with<A: ProviderAdapter>(
     lease: &Lease,
     req: &ProviderRequest,
 ) -> Result<ProviderReply, ProviderError> {
-    let builder = a.build_request(lease, req)?;
+    let builder = a.build_request(lease, req).await?;
     let timeout = lease.timeout;
     let fut = async {
         let resp = builder

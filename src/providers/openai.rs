@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub struct OpenAiAdapter;
 
 impl ProviderAdapter for OpenAiAdapter {
-    fn build_request(
+    async fn build_request(
         &self,
         lease: &Lease,
         req: &ProviderRequest,
