@@ -59,6 +59,9 @@ enum Command {
         /// At most this many test questions.
         #[arg(long)]
         limit: Option<usize>,
+        /// Write the questions the verifier cost a same-intent hit (JSON lines) to this file.
+        #[arg(long)]
+        explain: Option<PathBuf>,
         #[command(flatten)]
         eval: EvalArgs,
     },
@@ -202,13 +205,23 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::EvalIntents { dir, limit, eval } => {
+        Command::EvalIntents {
+            dir,
+            limit,
+            explain,
+            eval,
+        } => {
             let opts = eval_options(&eval);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            let stats = rt.block_on(deja::eval::eval_intents(&dir, limit, &opts))?;
+            let stats = rt.block_on(deja::eval::eval_intents(
+                &dir,
+                limit,
+                &opts,
+                explain.as_deref(),
+            ))?;
             if eval.json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);
             } else {

@@ -227,6 +227,25 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// The inspection search for `question` (candidates with verdicts and reasons).
+    pub async fn search(&self, question: &str, threshold: f32, k: usize) -> anyhow::Result<Value> {
+        let r = self
+            .client
+            .post(self.url("/admin/cache/search"))
+            .bearer_auth(&self.token)
+            .json(
+                &json!({"prompt": question, "model": "mock/eval", "threshold": threshold, "k": k}),
+            )
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("search failed: {}", r.status());
+        }
+        Ok(r.json().await?)
+    }
+}
+
 impl Drop for Bench {
     fn drop(&mut self) {
         if let Some(gw) = self.gw.take() {
@@ -425,10 +444,14 @@ pub fn read_intents(dir: &Path) -> anyhow::Result<IntentData> {
     })
 }
 
+/// `explain`: write one JSON line per test question that missed although a candidate of
+/// its own intent was above the lowest threshold (the verifier refused it), with that
+/// candidate's reason: what the verifier costs in hit rate, to read and to fix.
 pub async fn eval_intents(
     dir: &Path,
     limit: Option<usize>,
     opts: &EvalOptions,
+    explain: Option<&Path>,
 ) -> anyhow::Result<Vec<IntentStats>> {
     let IntentData {
         train,
@@ -436,8 +459,9 @@ pub async fn eval_intents(
         mut oos,
     } = read_intents(dir)?;
     if let Some(n) = limit {
-        test.truncate(n);
-        oos.truncate(n / 4);
+        // evenly spaced: the files are grouped by intent, a prefix would cover few intents
+        test = spread(test, n);
+        oos = spread(oos, n / 4);
     }
     let bench = Bench::start(opts)?;
     let ids = bench
@@ -462,6 +486,37 @@ pub async fn eval_intents(
         .chain(oos.iter().map(|q| (String::new(), q.clone())))
         .collect();
     let served = bench.lookup(&asked, floor, opts.concurrency).await?;
+    if let Some(path) = explain {
+        let mut out = String::new();
+        for ((q, intent), s) in test.iter().zip(&served) {
+            if s.entry.is_some() {
+                continue;
+            }
+            let found = bench.search(q, floor, 5).await?;
+            let lost: Vec<Value> = found["candidates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| {
+                    c["verdict"] == "refused"
+                        && c["above_threshold"] == true
+                        && c["id"]
+                            .as_str()
+                            .and_then(|id| id.parse::<u64>().ok())
+                            .and_then(|id| intent_of.get(&id))
+                            == Some(&intent.as_str())
+                })
+                .map(|c| json!({"candidate": c["prompt_text"], "similarity": c["similarity"], "reason": c["reason"], "detail": c["detail"]}))
+                .collect();
+            if !lost.is_empty() {
+                out.push_str(
+                    &json!({"question": q, "intent": intent, "refused": lost}).to_string(),
+                );
+                out.push('\n');
+            }
+        }
+        std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(opts
         .thresholds
         .iter()
@@ -485,6 +540,24 @@ pub async fn eval_intents(
             st
         })
         .collect())
+}
+
+/// At most `n` items of `v`, evenly spaced over it.
+fn spread<T>(v: Vec<T>, n: usize) -> Vec<T> {
+    let len = v.len();
+    if n >= len {
+        return v;
+    }
+    let mut next = 0usize;
+    v.into_iter()
+        .enumerate()
+        .filter(|&(i, _)| {
+            let take = next < n && i == next * len / n;
+            next += usize::from(take);
+            take
+        })
+        .map(|(_, x)| x)
+        .collect()
 }
 
 /// Markdown table of a pairs evaluation at one threshold.
@@ -513,4 +586,18 @@ pub fn pairs_table(r: &PairReport) -> String {
 /// Where the default dataset folders live (`../shared/data` next to the repo).
 pub fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn spread_takes_evenly_spaced_items() {
+        assert_eq!(spread((0..10).collect(), 3), vec![0, 3, 6]);
+        assert_eq!(spread((0..4).collect(), 4), vec![0, 1, 2, 3]);
+        assert_eq!(spread((0..4).collect(), 9), vec![0, 1, 2, 3]);
+        assert!(spread((0..4).collect::<Vec<i32>>(), 0).is_empty());
+        assert_eq!(spread((0..4500).collect::<Vec<_>>(), 1500).len(), 1500);
+    }
 }

@@ -853,10 +853,14 @@ impl Verifier {
                     | "and"
                     | "or"
             );
+            // filler verbs ("liked", "needed", "found") still pivot roles: check every form
             if function
                 || !(self.is_content(ta)
                     || pivot_prep
-                    || self.lex.filler.contains(ta.norm.as_str())
+                    || ta
+                        .forms
+                        .iter()
+                        .any(|f| self.lex.filler.contains(f.as_str()))
                     || self.lex.order.contains_key(ta.norm.as_str()))
             {
                 continue;

@@ -184,6 +184,46 @@ fn numbers_units_dates_refused() {
         "Is a 1,000 dollar loan expensive?",
         "Is a 1000 dollar loan expensive?",
     );
+    // words that are numbers only in some uses
+    accepts(
+        v,
+        "How do I pair my headphones with my laptop?",
+        "How can I pair my headphones with my laptop?",
+    );
+    refuses(
+        v,
+        "Can I book a room for a couple of nights?",
+        "Can I book a room for three nights?",
+        RefusalReason::Number,
+    );
+    refuses(
+        v,
+        "Is the pool open between one and three?",
+        "Is the pool open between one and four?",
+        RefusalReason::Number,
+    );
+}
+
+#[test]
+fn number_words_are_read_as_people_write_them() {
+    let lex = &balanced().lex;
+    let numbers = |text: &str| -> Vec<String> {
+        let mut out: Vec<String> = text::tokenize(text, lex, 64)
+            .into_iter()
+            .filter_map(|t| t.number)
+            .collect();
+        out.dedup();
+        out
+    };
+    assert_eq!(numbers("twenty five apples"), ["25"]);
+    assert_eq!(numbers("two hundred and five"), ["205"]);
+    assert_eq!(numbers("three thousand four hundred"), ["3400"]);
+    assert_eq!(numbers("between one and three pm"), ["1", "3"]);
+    assert_eq!(numbers("a couple of days"), ["2"]);
+    assert_eq!(numbers("half an hour"), ["50"]);
+    assert!(numbers("pair with my phone").is_empty());
+    assert!(numbers("I broke it in half").is_empty());
+    assert!(numbers("a happy couple").is_empty());
 }
 
 #[test]
@@ -242,6 +282,19 @@ fn role_swaps_refused() {
         "Was the teacher praised by the student?",
         RefusalReason::RoleSwap,
     );
+    // light verbs that are filler elsewhere ("I'd like to know", "find out") still pivot roles
+    refuses(
+        v,
+        "Did the landlord like the tenant?",
+        "Was the landlord liked by the tenant?",
+        RefusalReason::RoleSwap,
+    );
+    refuses(
+        v,
+        "Was the clinic needed by Laura?",
+        "Did the clinic need Laura?",
+        RefusalReason::RoleSwap,
+    );
 }
 
 #[test]
@@ -251,6 +304,11 @@ fn passive_and_coordination_keep_roles() {
         v,
         "Did the committee approve the budget?",
         "Was the budget approved by the committee?",
+    );
+    accepts(
+        v,
+        "Did the auditor find the error?",
+        "Was the error found by the auditor?",
     );
     accepts(
         v,

@@ -326,7 +326,23 @@ pub fn tokenize(text: &str, lex: &Lexicon, max_words: usize) -> Vec<Token> {
         let mut any = false;
         while i < toks.len() {
             let w = toks[i].norm.as_str();
-            if let Some(&v) = lex.numbers.get(w) {
+            let next = toks.get(i + 1).map(|t| t.norm.as_str());
+            // "a pair of", "a couple of", "half an hour" count; "pair with my phone",
+            // "a happy couple", "broke it in half" do not
+            let counts = match w {
+                "pair" | "couple" => next == Some("of"),
+                "half" => matches!(next, Some("of" | "a" | "an")),
+                _ => true,
+            };
+            let number = lex.numbers.get(w).copied().filter(|_| counts);
+            if let Some(v) = number {
+                // "twenty five", "two hundred one"; "one three" is two numbers
+                let joins = cur == 0
+                    || ((20..100).contains(&cur) && cur % 10 == 0 && v < 10)
+                    || (cur >= 100 && cur % 100 == 0 && v < 100);
+                if any && !joins {
+                    break;
+                }
                 cur = cur.saturating_add(v);
                 any = true;
             } else if let (true, Some(&s)) = (any || start != i, lex.scales.get(w)) {
@@ -340,10 +356,10 @@ pub fn tokenize(text: &str, lex: &Lexicon, max_words: usize) -> Vec<Token> {
                 }
             } else if w == "and"
                 && any
-                && i + 1 < toks.len()
-                && lex.numbers.contains_key(toks[i + 1].norm.as_str())
+                && (cur >= 100 || total > 0)
+                && next.is_some_and(|n| lex.numbers.contains_key(n))
             {
-                // "one hundred and five"
+                // "one hundred and five" (but "between one and three" is two numbers)
             } else {
                 break;
             }
