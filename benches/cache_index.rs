@@ -292,6 +292,15 @@ fn gen_vectors(out: &str) {
     );
 }
 
+/// The store directory (a temporary one or `DEJA_BENCH_STORE`).
+struct BenchDir<'a>(&'a std::path::Path);
+
+impl BenchDir<'_> {
+    fn path(&self) -> &std::path::Path {
+        self.0
+    }
+}
+
 fn main() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         child_open(&dir);
@@ -320,9 +329,21 @@ fn main() {
     let n = data.base.len();
     println!("data: {} ({n} rows)", data.name);
 
-    let dir = tempfile::tempdir().expect("tempdir");
+    // DEJA_BENCH_STORE=path keeps the filled store there and reuses it on the next run
+    // (filling 100k entries at M 24 takes minutes); otherwise a temporary directory.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kept = std::env::var("DEJA_BENCH_STORE")
+        .ok()
+        .map(std::path::PathBuf::from);
+    let reuse = kept
+        .as_ref()
+        .is_some_and(|d| d.join("index").join("manifest.json").exists());
+    let dir_path = kept.unwrap_or_else(|| tmp.path().to_path_buf());
+    let dir = BenchDir(&dir_path);
     // 1. fill through the normal insert path (batches of 1000, flushed)
-    {
+    if reuse {
+        println!("insert: reusing the store in {}", dir_path.display());
+    } else {
         let store = CacheStore::open(dir.path(), config()).expect("open");
         let t = Instant::now();
         for (b, chunk) in data.base.chunks(1000).enumerate() {

@@ -4,6 +4,7 @@
 //! search may return (tombstones are filtered out) and a partition with too
 //! many tombstones is rebuilt off to the side and swapped in.
 
+use super::snapshot::{self, Snapshot};
 use super::{CacheError, HnswConfig};
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use parking_lot::{Mutex, RwLock};
@@ -138,10 +139,34 @@ fn insert_rows<'a>(g: &Graph, rows: impl Iterator<Item = (u64, &'a [f32])>) {
     }
 }
 
+/// What searches read: a flat copy of the graph plus the points inserted since.
+pub(crate) struct View {
+    snapshot: Arc<Snapshot>,
+    recent: Vec<(u64, Arc<[f32]>)>,
+}
+
+impl View {
+    fn of(g: &Graph) -> Arc<Self> {
+        Arc::new(View {
+            snapshot: Arc::new(Snapshot::of(g)),
+            recent: Vec::new(),
+        })
+    }
+
+    /// The recent list is scanned exactly on every search: past this many points a
+    /// new snapshot is taken (at 100k entries, every ~3k inserts).
+    fn recent_limit(&self) -> usize {
+        (self.snapshot.len() / 32).max(256)
+    }
+}
+
 /// The graph of one partition.
 pub(crate) struct PartIndex {
     pub(crate) name: Arc<str>,
+    /// Owned by the writer: inserts, dumps, rebuilds.
     graph: RwLock<Arc<Graph>>,
+    /// Read by searches; replaced by the writer after each change.
+    view: RwLock<Arc<View>>,
     /// Live entries of this partition (maintained by the store).
     pub(crate) live: AtomicUsize,
     /// `Some` while a rebuild of this partition is in flight: inserts made
@@ -153,8 +178,23 @@ pub(crate) struct PartIndex {
 }
 
 impl PartIndex {
+    fn new(name: Arc<str>, graph: Graph, live: usize, dirty: bool) -> Self {
+        PartIndex {
+            name,
+            view: RwLock::new(View::of(&graph)),
+            graph: RwLock::new(Arc::new(graph)),
+            live: AtomicUsize::new(live),
+            pending: Mutex::new(None),
+            dirty: AtomicBool::new(dirty),
+        }
+    }
+
     fn graph(&self) -> Arc<Graph> {
         self.graph.read().clone()
+    }
+
+    fn view(&self) -> Arc<View> {
+        self.view.read().clone()
     }
 
     pub(crate) fn points(&self) -> usize {
@@ -210,13 +250,12 @@ impl VectorIndex {
         parts
             .entry(Arc::from(name))
             .or_insert_with_key(|k| {
-                Arc::new(PartIndex {
-                    name: k.clone(),
-                    graph: RwLock::new(Arc::new(new_graph(&self.params, 64))),
-                    live: AtomicUsize::new(0),
-                    pending: Mutex::new(None),
-                    dirty: AtomicBool::new(true),
-                })
+                Arc::new(PartIndex::new(
+                    k.clone(),
+                    new_graph(&self.params, 64),
+                    0,
+                    true,
+                ))
             })
             .clone()
     }
@@ -234,13 +273,7 @@ impl VectorIndex {
         live: usize,
         dirty: bool,
     ) -> Arc<PartIndex> {
-        let p = Arc::new(PartIndex {
-            name: Arc::from(name),
-            graph: RwLock::new(Arc::new(graph)),
-            live: AtomicUsize::new(live),
-            pending: Mutex::new(None),
-            dirty: AtomicBool::new(dirty),
-        });
+        let p = Arc::new(PartIndex::new(Arc::from(name), graph, live, dirty));
         self.parts.write().insert(p.name.clone(), p.clone());
         p
     }
@@ -254,6 +287,18 @@ impl VectorIndex {
         if let Some(p) = pending.as_mut() {
             p.extend(rows.iter().cloned());
         }
+        let old = part.view();
+        let view = if old.recent.len() + rows.len() > old.recent_limit() {
+            View::of(&g)
+        } else {
+            let mut recent = old.recent.clone();
+            recent.extend(rows.iter().map(|(id, v)| (*id, Arc::from(v.as_slice()))));
+            Arc::new(View {
+                snapshot: old.snapshot.clone(),
+                recent,
+            })
+        };
+        *part.view.write() = view;
     }
 
     /// Top hits of `query` in `part`, best first, keeping only those `keep`
@@ -269,20 +314,26 @@ impl VectorIndex {
         if k == 0 {
             return Vec::new();
         }
-        let g = part.graph();
-        let n = g.get_nb_point();
+        let view = part.view();
+        let n = view.snapshot.len() + view.recent.len();
         if n == 0 {
             return Vec::new();
         }
         let mut fetch = (k * 2).max(k + 8).min(n);
         loop {
             let ef = self.ef_search.load(Ordering::Relaxed).max(fetch);
-            let mut hits: Vec<RawHit> = g
-                .search(query, fetch, ef)
+            let mut found = view.snapshot.search(query, fetch, ef);
+            if !view.recent.is_empty() {
+                found.extend(snapshot::scan(&view.recent, query, fetch));
+                found.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+                let mut seen = HashSet::with_capacity(found.len());
+                found.retain(|h| seen.insert(h.id));
+            }
+            let mut hits: Vec<RawHit> = found
                 .into_iter()
-                .map(|nb| RawHit {
-                    id: nb.d_id as u64,
-                    similarity: (1.0 - nb.distance).clamp(-1.0, 1.0),
+                .map(|h| RawHit {
+                    id: h.id,
+                    similarity: h.similarity,
                 })
                 .collect();
             keep(&mut hits);
@@ -321,6 +372,7 @@ impl VectorIndex {
             .collect();
         insert_rows(&graph, replay.iter().map(|(id, v)| (*id, v.as_slice())));
         part.dirty.store(true, Ordering::Relaxed);
+        *part.view.write() = View::of(&graph);
         std::mem::replace(&mut *part.graph.write(), Arc::new(graph))
     }
 

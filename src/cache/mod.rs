@@ -49,6 +49,7 @@ mod actor;
 mod index;
 pub mod key;
 pub mod replay;
+mod snapshot;
 mod store;
 pub mod verify;
 
