@@ -79,6 +79,10 @@ impl Snapshot {
 
     /// Copies `g` (every point, tombstones included: the caller filters hits).
     pub(crate) fn of(g: &Graph) -> Self {
+        // hnsw_rs's point iterator unwraps the entry point: never iterate an empty graph
+        if g.get_nb_point() == 0 {
+            return Self::empty(0);
+        }
         let points: Vec<_> = g.get_point_indexation().into_iter().collect();
         let Some(dims) = points.first().map(|p| p.get_v().len()) else {
             return Self::empty(0);
@@ -319,6 +323,9 @@ mod tests {
     fn degenerate_inputs_give_no_hits() {
         let snap = Snapshot::empty(8);
         assert!(snap.search(&[0.0; 8], 3, 16).is_empty());
+        let empty = Snapshot::of(&crate::cache::index::new_graph(&HnswConfig::default(), 16));
+        assert_eq!(empty.len(), 0);
+        assert!(empty.search(&[0.0; 8], 3, 16).is_empty());
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let rows: Vec<(u64, Vec<f32>)> = (0..50u64).map(|i| (i, unit(&mut rng, 8))).collect();
         let snap = Snapshot::of(&build_graph(&HnswConfig::default(), &rows));
