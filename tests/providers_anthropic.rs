@@ -340,6 +340,16 @@ async fn anthropic_errors_map_to_openai_errors_with_status() {
             format!("mock error {code} on demand")
         );
     }
+    // An unknown model: Anthropic's 404.
+    let (st, v) = post_json(
+        &s,
+        "/v1/chat/completions",
+        &user("claude/gpt-4o", json!("hi")),
+    )
+    .await;
+    assert_eq!(st, 404, "{v}");
+    assert_eq!(v["error"]["type"], "not_found_error");
+    assert_eq!(v["error"]["message"], "model: gpt-4o");
     // A wrong key: the mock's 401 authentication_error.
     let (st, v) = post_json(
         &s,

@@ -15,7 +15,8 @@
 //! (`fail` answers `status` with `body` as is; `drop_mid_stream` sends an `error` event
 //! (`overloaded_error`) after that many events, as Anthropic does mid-stream). A prompt
 //! containing `mock-error:<status>` is answered with that status and Anthropic's error
-//! type for it. `GET /_mock/requests` lists what was received, headers included.
+//! type for it; a model not named `claude-*` gets 404 `not_found_error`, as an unknown
+//! model does. `GET /_mock/requests` lists what was received, headers included.
 
 use super::Behaviour;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -543,8 +544,8 @@ fn header(req: &HttpRequest, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// `x-api-key` and `anthropic-version` as Anthropic checks them.
-fn check_auth(st: &AnthropicMockState, req: &HttpRequest) -> Result<(), HttpResponse> {
+/// `x-api-key` and `anthropic-version` as Anthropic checks them; `Err` is (status, message).
+fn check_auth(st: &AnthropicMockState, req: &HttpRequest) -> Result<(), (u16, String)> {
     match header(req, "x-api-key") {
         None => {
             let msg = if req.headers().contains_key("authorization") {
@@ -552,17 +553,17 @@ fn check_auth(st: &AnthropicMockState, req: &HttpRequest) -> Result<(), HttpResp
             } else {
                 "x-api-key header is required"
             };
-            return Err(error(401, msg));
+            return Err((401, msg.into()));
         }
         Some(k) if st.api_key.as_ref().is_some_and(|want| *want != k) => {
-            return Err(error(401, "invalid x-api-key"))
+            return Err((401, "invalid x-api-key".into()))
         }
         Some(_) => {}
     }
     match header(req, "anthropic-version") {
-        None => Err(invalid("anthropic-version: header is required")),
+        None => Err((400, "anthropic-version: header is required".into())),
         Some(v) if v != "2023-06-01" && v != "2023-01-01" => {
-            Err(invalid(format!("anthropic-version: invalid version `{v}`")))
+            Err((400, format!("anthropic-version: invalid version `{v}`")))
         }
         Some(_) => Ok(()),
     }
@@ -586,8 +587,8 @@ async fn messages(
             authorization: header(&req, "authorization"),
             body: parsed.as_ref().cloned().unwrap_or(Value::Null),
         });
-    if let Err(r) = check_auth(&st, &req) {
-        return r;
+    if let Err((status, m)) = check_auth(&st, &req) {
+        return error(status, &m);
     }
     if !header(&req, "content-type").is_some_and(|c| c.starts_with("application/json")) {
         return invalid("content-type: expected application/json");
@@ -610,6 +611,10 @@ async fn messages(
     }
     if let Err(m) = validate(&body) {
         return invalid(m);
+    }
+    let model = body["model"].as_str().unwrap_or("");
+    if !model.starts_with("claude-") {
+        return error(404, &format!("model: {model}"));
     }
     let last = body["messages"]
         .as_array()
@@ -639,8 +644,8 @@ async fn messages(
 }
 
 async fn models(state: web::Data<Arc<AnthropicMockState>>, req: HttpRequest) -> HttpResponse {
-    if let Err(r) = check_auth(&state, &req) {
-        return r;
+    if let Err((status, m)) = check_auth(&state, &req) {
+        return error(status, &m);
     }
     let data: Vec<Value> = state
         .models
