@@ -729,3 +729,32 @@ async fn the_semantic_cache_serves_the_anthropic_api() {
         "served without a provider call"
     );
 }
+
+#[test]
+fn anthropic_api_key_in_the_environment_adds_the_provider() {
+    let env: std::collections::HashMap<String, String> = [
+        ("ANTHROPIC_API_KEY", "sk-ant-env"),
+        ("DEJA__DISCOVERY__PROBE_OLLAMA", "false"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut c = deja::config::load(None, &env, &Default::default()).unwrap();
+    let added = deja::config::discover_providers(&mut c, &env);
+    assert_eq!(added, vec!["anthropic".to_string()]);
+    let p = &c.providers["anthropic"];
+    assert_eq!(p.kind, deja::providers::ProviderKind::Anthropic);
+    assert_eq!(
+        p.effective_base_url().unwrap(),
+        "https://api.anthropic.com/v1"
+    );
+    assert_eq!(p.api_key.as_ref().unwrap().expose(), "sk-ant-env");
+    // A config naming an anthropic provider without a key is refused.
+    let toml_text = "[providers.claude]\nkind = \"anthropic\"\n";
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut f, toml_text.as_bytes()).unwrap();
+    let e = deja::config::load(Some(f.path()), &Default::default(), &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("providers.claude.api_key"), "{e}");
+}

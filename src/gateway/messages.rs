@@ -369,10 +369,14 @@ pub fn to_message(resp: &Value, fallback_model: &str) -> Result<Value, String> {
         .ok_or("the provider's reply has no choices")?;
     let msg = choice.get("message").unwrap_or(&Value::Null);
     let mut content = Vec::new();
-    if let Some(t) = msg.get("content").and_then(Value::as_str) {
-        if !t.is_empty() {
-            content.push(json!({"type": "text", "text": t}));
-        }
+    // A refusal (OpenAI's `refusal` field) is the text of Anthropic's `refusal` stop.
+    let text = msg
+        .get("content")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .or_else(|| msg.get("refusal").and_then(Value::as_str));
+    if let Some(t) = text.filter(|t| !t.is_empty()) {
+        content.push(json!({"type": "text", "text": t}));
     }
     if let Some(calls) = msg.get("tool_calls").and_then(Value::as_array) {
         for c in calls {
@@ -547,7 +551,12 @@ impl SseTranslator for StreamToAnthropic {
             return Ok(());
         };
         let delta = choice.get("delta").unwrap_or(&Value::Null);
-        if let Some(t) = delta.get("content").and_then(Value::as_str) {
+        let text = delta
+            .get("content")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .or_else(|| delta.get("refusal").and_then(Value::as_str));
+        if let Some(t) = text {
             if !t.is_empty() {
                 if !matches!(self.open, Some((_, true))) {
                     self.close(out);

@@ -6,7 +6,9 @@
 //! Anthropic-compatible API in `crate::gateway::messages`.
 
 use super::sse::{self, SseEvent, SseTranslator};
-use super::{ChunkStream, Endpoint, Lease, ProviderAdapter, ProviderError, ProviderRequest};
+use super::{
+    ChunkStream, Endpoint, Lease, PoolError, ProviderAdapter, ProviderError, ProviderRequest,
+};
 use crate::config::ProviderConfig;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -35,15 +37,27 @@ impl Default for AnthropicAdapter {
 }
 
 impl AnthropicAdapter {
-    pub fn new(cfg: &ProviderConfig) -> Self {
-        AnthropicAdapter {
-            version: cfg
-                .anthropic_version
-                .as_deref()
-                .unwrap_or(DEFAULT_VERSION)
-                .into(),
-            default_max_tokens: cfg.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+    /// The adapter for provider `id`; refuses an unusable `anthropic_version` or
+    /// `default_max_tokens` at start-up rather than on every request.
+    pub fn new(id: &str, cfg: &ProviderConfig) -> Result<Self, PoolError> {
+        let err = |message: String| PoolError::Build {
+            provider: id.to_owned(),
+            message,
+        };
+        let version = cfg.anthropic_version.as_deref().unwrap_or(DEFAULT_VERSION);
+        if version.trim().is_empty() || reqwest::header::HeaderValue::from_str(version).is_err() {
+            return Err(err(format!(
+                "anthropic_version `{version}` is not a valid header value (e.g. \"{DEFAULT_VERSION}\")"
+            )));
         }
+        let default_max_tokens = cfg.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+        if default_max_tokens == 0 {
+            return Err(err("default_max_tokens must be at least 1".into()));
+        }
+        Ok(AnthropicAdapter {
+            version: version.into(),
+            default_max_tokens,
+        })
     }
 
     fn headers(&self, lease: &Lease, b: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -147,6 +161,10 @@ pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
 fn part_to_block(part: &Value, at: &str) -> Result<Value, BadRequest> {
     let kind = part.get("type").and_then(Value::as_str).unwrap_or("");
     match kind {
+        // An assistant's earlier refusal is part of the conversation as text.
+        "refusal" => Ok(
+            json!({"type": "text", "text": part.get("refusal").and_then(Value::as_str).unwrap_or("")}),
+        ),
         "text" => {
             let text = part
                 .get("text")

@@ -189,10 +189,9 @@ impl Adapter {
     /// The adapter for provider `id`, holding whatever of its config the wire format needs
     /// (deployments, regions, credentials, token caches).
     pub fn new(id: &str, cfg: &ProviderConfig) -> Result<Self, PoolError> {
-        let _ = id;
         Ok(match cfg.kind.wire_format() {
             WireFormat::OpenAi => Adapter::OpenAi(OpenAiAdapter),
-            WireFormat::Anthropic => Adapter::Anthropic(AnthropicAdapter::new(cfg)),
+            WireFormat::Anthropic => Adapter::Anthropic(AnthropicAdapter::new(id, cfg)?),
         })
     }
 }

@@ -184,6 +184,13 @@ fn chat_completion_becomes_a_message() {
     assert_eq!(m["stop_reason"], "max_tokens");
     assert_eq!(m["model"], "fallback");
     assert!(to_message(&json!({"choices": []}), "m").is_err());
+    let refused = json!({"id": "x", "choices": [{"message": {"content": null, "refusal": "I can't help with that."}, "finish_reason": "content_filter"}]});
+    let m = to_message(&refused, "m").unwrap();
+    assert_eq!(
+        m["content"],
+        json!([{"type": "text", "text": "I can't help with that."}])
+    );
+    assert_eq!(m["stop_reason"], "refusal");
 }
 
 fn frames(chunks: &[Value]) -> String {

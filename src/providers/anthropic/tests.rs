@@ -438,3 +438,38 @@ fn an_error_event_or_an_early_end_interrupts_the_stream() {
     let mut out = Vec::new();
     assert!(t.end(&mut out).is_err());
 }
+
+#[test]
+fn config_is_checked_when_the_adapter_is_built() {
+    let mut cfg = ProviderConfig::new(crate::providers::ProviderKind::Anthropic);
+    let a = AnthropicAdapter::new("claude", &cfg).unwrap();
+    assert_eq!(&*a.version, DEFAULT_VERSION);
+    assert_eq!(a.default_max_tokens, DEFAULT_MAX_TOKENS);
+    cfg.default_max_tokens = Some(0);
+    let e = AnthropicAdapter::new("claude", &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("claude") && e.contains("default_max_tokens"),
+        "{e}"
+    );
+    cfg.default_max_tokens = Some(10);
+    cfg.anthropic_version = Some("2023-06-01\n".into());
+    let e = AnthropicAdapter::new("claude", &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("anthropic_version"), "{e}");
+}
+
+#[test]
+fn assistant_refusal_parts_are_sent_as_text() {
+    let req = obj(json!({"model": "m", "messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't help with that."}]},
+        {"role": "user", "content": "ok"}]}));
+    let out = to_messages_request(&req, 5).unwrap();
+    assert_eq!(
+        out["messages"][1]["content"],
+        json!([{"type": "text", "text": "I can't help with that."}])
+    );
+}
