@@ -77,9 +77,15 @@ enum Command {
         /// HTTP worker threads.
         #[arg(long, default_value_t = 1)]
         workers: usize,
-        /// Models listed by GET /v1/models.
-        #[arg(long, value_delimiter = ',', default_value = "mock-model")]
+        /// Models listed by GET /v1/models (default: mock-model; for anthropic, two Claude names).
+        #[arg(long, value_delimiter = ',')]
         models: Vec<String>,
+        /// Wire format: openai, or anthropic (Anthropic's Messages API).
+        #[arg(long, default_value = "openai")]
+        format: String,
+        /// The only API key the mock accepts (anthropic format; any key when unset).
+        #[arg(long)]
+        api_key: Option<String>,
     },
     /// Fill the cache from a JSONL or CSV file of prompt/response pairs (resumable).
     Warmup(Box<deja::warmup::WarmupArgs>),
@@ -257,9 +263,41 @@ fn main() -> anyhow::Result<()> {
             no_record,
             workers,
             models,
+            format,
+            api_key,
         } => {
             let listener = TcpListener::bind((host.as_str(), port))
                 .with_context(|| format!("cannot listen on {host}:{port}"))?;
+            if format == "anthropic" {
+                let models = if models.is_empty() {
+                    deja::mock::anthropic::DEFAULT_MODELS
+                        .iter()
+                        .map(|m| m.to_string())
+                        .collect()
+                } else {
+                    models
+                };
+                let state = std::sync::Arc::new(deja::mock::anthropic::AnthropicMockState::new(
+                    api_key, models,
+                ));
+                eprintln!(
+                    "anthropic mock provider on http://{}/v1",
+                    listener.local_addr()?
+                );
+                return actix_rt::System::new().block_on(async move {
+                    deja::mock::anthropic::server(listener, state)?.await?;
+                    anyhow::Ok(())
+                });
+            }
+            anyhow::ensure!(
+                format == "openai",
+                "unknown --format `{format}` (expected openai or anthropic)"
+            );
+            let models = if models.is_empty() {
+                vec!["mock-model".to_owned()]
+            } else {
+                models
+            };
             let settings = deja::mock::MockSettings {
                 record: !no_record,
                 models,

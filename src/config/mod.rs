@@ -115,6 +115,13 @@ pub struct ProviderConfig {
     /// Extra headers sent with every request to this provider.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    // --- Anthropic (`kind = "anthropic"`) ---
+    /// The `anthropic-version` header (default 2023-06-01).
+    #[serde(default)]
+    pub anthropic_version: Option<String>,
+    /// `max_tokens` sent when the request sets none; Anthropic requires one (default 4096).
+    #[serde(default)]
+    pub default_max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +158,8 @@ impl ProviderConfig {
             timeout_secs: default_timeout_secs(),
             connect_timeout_secs: default_connect_timeout_secs(),
             headers: BTreeMap::new(),
+            anthropic_version: None,
+            default_max_tokens: None,
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod cached;
 mod error;
+pub mod messages;
 mod stream;
 pub mod verify;
 

@@ -97,7 +97,7 @@ pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiErr
 }
 
 /// Map a gateway reply to the HTTP response, with deja's headers.
-fn respond(reply: Reply, start: Instant) -> HttpResponse {
+pub(super) fn respond(reply: Reply, start: Instant) -> HttpResponse {
     let overhead = start.elapsed().saturating_sub(reply.upstream).as_micros();
     let status = actix_web::http::StatusCode::from_u16(reply.status)
         .unwrap_or(actix_web::http::StatusCode::OK);

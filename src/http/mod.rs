@@ -5,6 +5,7 @@ mod admin;
 mod body;
 pub mod error;
 mod handlers;
+mod messages;
 pub mod middleware;
 
 pub use error::ApiError;
@@ -31,6 +32,12 @@ fn resource(path: &str, route: Route) -> actix_web::Resource {
     web::resource(path)
         .route(route)
         .default_service(web::to(handlers::method_not_allowed))
+}
+
+fn anthropic_resource(path: &str, route: Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(messages::method_not_allowed))
 }
 
 /// The application: every route, the request-id/log middleware and the OpenAI-shaped
@@ -62,6 +69,27 @@ pub fn create_app(
             web::post().to(handlers::embeddings),
         ))
         .service(resource("/v1/models", web::get().to(handlers::models)))
+        // The Anthropic-compatible API: errors in Anthropic's shape.
+        .service(anthropic_resource(
+            "/v1/messages",
+            web::post().to(messages::messages),
+        ))
+        .service(anthropic_resource(
+            "/v1/messages/count_tokens",
+            web::post().to(messages::count_tokens),
+        ))
+        .service(
+            web::scope("/anthropic")
+                .service(anthropic_resource(
+                    "/v1/messages",
+                    web::post().to(messages::messages),
+                ))
+                .service(anthropic_resource(
+                    "/v1/messages/count_tokens",
+                    web::post().to(messages::count_tokens),
+                ))
+                .default_service(web::to(messages::not_found)),
+        )
         .service(resource("/health", web::get().to(handlers::health)))
         .service(resource("/metrics", web::get().to(handlers::metrics)))
         .service(resource("/ready", web::get().to(handlers::ready)))

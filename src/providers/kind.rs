@@ -7,6 +7,8 @@ use serde::Deserialize;
 pub enum WireFormat {
     /// OpenAI's Chat Completions / Completions / Embeddings / Models API.
     OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -32,6 +34,7 @@ pub enum ProviderKind {
     /// Any server speaking the OpenAI API at a configured `base_url`.
     #[serde(rename = "openai-compatible")]
     OpenAiCompatible,
+    Anthropic,
 }
 
 impl ProviderKind {
@@ -50,6 +53,7 @@ impl ProviderKind {
         ProviderKind::Vllm,
         ProviderKind::LmStudio,
         ProviderKind::OpenAiCompatible,
+        ProviderKind::Anthropic,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +72,7 @@ impl ProviderKind {
             ProviderKind::Vllm => "vllm",
             ProviderKind::LmStudio => "lmstudio",
             ProviderKind::OpenAiCompatible => "openai-compatible",
+            ProviderKind::Anthropic => "anthropic",
         }
     }
 
@@ -87,6 +92,7 @@ impl ProviderKind {
             | ProviderKind::Vllm
             | ProviderKind::LmStudio
             | ProviderKind::OpenAiCompatible => WireFormat::OpenAi,
+            ProviderKind::Anthropic => WireFormat::Anthropic,
         }
     }
 
@@ -106,6 +112,7 @@ impl ProviderKind {
             ProviderKind::Ollama => "http://127.0.0.1:11434/v1",
             ProviderKind::Vllm => "http://127.0.0.1:8000/v1",
             ProviderKind::LmStudio => "http://127.0.0.1:1234/v1",
+            ProviderKind::Anthropic => "https://api.anthropic.com/v1",
             ProviderKind::OpenAiCompatible => return None,
         })
     }
@@ -123,6 +130,7 @@ impl ProviderKind {
             ProviderKind::OpenRouter => &["OPENROUTER_API_KEY"],
             ProviderKind::Perplexity => &["PERPLEXITY_API_KEY", "PPLX_API_KEY"],
             ProviderKind::Cerebras => &["CEREBRAS_API_KEY"],
+            ProviderKind::Anthropic => &["ANTHROPIC_API_KEY"],
             ProviderKind::Ollama
             | ProviderKind::Vllm
             | ProviderKind::LmStudio

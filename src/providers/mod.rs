@@ -4,11 +4,14 @@
 //! Every adapter takes an OpenAI-format request and answers in OpenAI format (JSON or SSE
 //! chunks); [`send`] is the shared driver that applies timeouts and maps transport errors.
 
+pub mod anthropic;
 mod kind;
 mod openai;
 mod pool;
 mod router;
+pub mod sse;
 
+pub use anthropic::AnthropicAdapter;
 pub use kind::{ProviderKind, WireFormat};
 pub use openai::OpenAiAdapter;
 pub use pool::{
@@ -152,6 +155,18 @@ pub trait ProviderAdapter: Send + Sync {
     /// Turn a 2xx streaming response into OpenAI SSE chunks.
     fn translate_stream(&self, provider: &Arc<str>, resp: reqwest::Response) -> ChunkStream;
 
+    /// [`Self::translate_stream`] for adapters that need the request (e.g. whether the
+    /// client asked `stream_options.include_usage`); the driver calls this one.
+    fn translate_stream_with_request(
+        &self,
+        provider: &Arc<str>,
+        req: &ProviderRequest,
+        resp: reqwest::Response,
+    ) -> ChunkStream {
+        let _ = req;
+        self.translate_stream(provider, resp)
+    }
+
     /// Turn a provider error response into an OpenAI-shaped error.
     fn translate_error(&self, provider: &Arc<str>, status: u16, body: Bytes) -> ProviderError;
 
@@ -167,15 +182,16 @@ pub trait ProviderAdapter: Send + Sync {
 #[derive(Debug, Clone)]
 pub enum Adapter {
     OpenAi(OpenAiAdapter),
+    Anthropic(AnthropicAdapter),
 }
 
 impl Adapter {
     /// The adapter for provider `id`, holding whatever of its config the wire format needs
     /// (deployments, regions, credentials, token caches).
     pub fn new(id: &str, cfg: &ProviderConfig) -> Result<Self, PoolError> {
-        let _ = id;
         Ok(match cfg.kind.wire_format() {
             WireFormat::OpenAi => Adapter::OpenAi(OpenAiAdapter),
+            WireFormat::Anthropic => Adapter::Anthropic(AnthropicAdapter::new(id, cfg)?),
         })
     }
 }
@@ -189,6 +205,7 @@ pub async fn send(
 ) -> Result<ProviderReply, ProviderError> {
     match adapter {
         Adapter::OpenAi(a) => send_with(a, provider, lease, req).await,
+        Adapter::Anthropic(a) => send_with(a, provider, lease, req).await,
     }
 }
 
@@ -212,7 +229,7 @@ async fn send_with<A: ProviderAdapter>(
         }
         if req.stream {
             return Ok(ProviderReply::Stream {
-                stream: a.translate_stream(provider, resp),
+                stream: a.translate_stream_with_request(provider, req, resp),
             });
         }
         let body = resp
@@ -235,6 +252,7 @@ async fn send_with<A: ProviderAdapter>(
 pub async fn list_models(adapter: &Adapter, lease: &Lease) -> Result<Vec<String>, ProviderError> {
     match adapter {
         Adapter::OpenAi(a) => a.list_models(lease).await,
+        Adapter::Anthropic(a) => a.list_models(lease).await,
     }
 }
 
