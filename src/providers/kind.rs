@@ -7,6 +7,10 @@ use serde::Deserialize;
 pub enum WireFormat {
     /// OpenAI's Chat Completions / Completions / Embeddings / Models API.
     OpenAi,
+    /// AWS Bedrock Converse / ConverseStream (SigV4-signed, binary event stream).
+    Bedrock,
+    /// Cohere's v2 Chat and Embed API.
+    Cohere,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -32,6 +36,9 @@ pub enum ProviderKind {
     /// Any server speaking the OpenAI API at a configured `base_url`.
     #[serde(rename = "openai-compatible")]
     OpenAiCompatible,
+    /// AWS Bedrock; the endpoint follows `region` (see [`ProviderKind::default_base_url`]).
+    Bedrock,
+    Cohere,
 }
 
 impl ProviderKind {
@@ -50,6 +57,8 @@ impl ProviderKind {
         ProviderKind::Vllm,
         ProviderKind::LmStudio,
         ProviderKind::OpenAiCompatible,
+        ProviderKind::Bedrock,
+        ProviderKind::Cohere,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +77,8 @@ impl ProviderKind {
             ProviderKind::Vllm => "vllm",
             ProviderKind::LmStudio => "lmstudio",
             ProviderKind::OpenAiCompatible => "openai-compatible",
+            ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Cohere => "cohere",
         }
     }
 
@@ -87,6 +98,8 @@ impl ProviderKind {
             | ProviderKind::Vllm
             | ProviderKind::LmStudio
             | ProviderKind::OpenAiCompatible => WireFormat::OpenAi,
+            ProviderKind::Bedrock => WireFormat::Bedrock,
+            ProviderKind::Cohere => WireFormat::Cohere,
         }
     }
 
@@ -106,7 +119,10 @@ impl ProviderKind {
             ProviderKind::Ollama => "http://127.0.0.1:11434/v1",
             ProviderKind::Vllm => "http://127.0.0.1:8000/v1",
             ProviderKind::LmStudio => "http://127.0.0.1:1234/v1",
-            ProviderKind::OpenAiCompatible => return None,
+            ProviderKind::Cohere => "https://api.cohere.com",
+            // Regional: `https://bedrock-runtime.{region}.amazonaws.com`, built from the
+            // provider's `region` by `ProviderConfig::effective_base_url`.
+            ProviderKind::OpenAiCompatible | ProviderKind::Bedrock => return None,
         })
     }
 
@@ -123,7 +139,10 @@ impl ProviderKind {
             ProviderKind::OpenRouter => &["OPENROUTER_API_KEY"],
             ProviderKind::Perplexity => &["PERPLEXITY_API_KEY", "PPLX_API_KEY"],
             ProviderKind::Cerebras => &["CEREBRAS_API_KEY"],
-            ProviderKind::Ollama
+            ProviderKind::Cohere => &["CO_API_KEY", "COHERE_API_KEY"],
+            // Bedrock signs with AWS credentials (AWS_ACCESS_KEY_ID, ...), not an API key.
+            ProviderKind::Bedrock
+            | ProviderKind::Ollama
             | ProviderKind::Vllm
             | ProviderKind::LmStudio
             | ProviderKind::OpenAiCompatible => return None,
@@ -136,6 +155,7 @@ impl ProviderKind {
             ProviderKind::OpenAi => Some("OPENAI_BASE_URL"),
             ProviderKind::Groq => Some("GROQ_BASE_URL"),
             ProviderKind::Mistral => Some("MISTRAL_BASE_URL"),
+            ProviderKind::Cohere => Some("CO_API_URL"),
             _ => None,
         }
     }

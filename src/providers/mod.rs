@@ -4,11 +4,16 @@
 //! Every adapter takes an OpenAI-format request and answers in OpenAI format (JSON or SSE
 //! chunks); [`send`] is the shared driver that applies timeouts and maps transport errors.
 
+pub mod bedrock;
+pub mod cohere;
 mod kind;
+mod native_common;
 mod openai;
 mod pool;
 mod router;
 
+pub use bedrock::BedrockAdapter;
+pub use cohere::CohereAdapter;
 pub use kind::{ProviderKind, WireFormat};
 pub use openai::OpenAiAdapter;
 pub use pool::{
@@ -167,15 +172,18 @@ pub trait ProviderAdapter: Send + Sync {
 #[derive(Debug, Clone)]
 pub enum Adapter {
     OpenAi(OpenAiAdapter),
+    Bedrock(BedrockAdapter),
+    Cohere(CohereAdapter),
 }
 
 impl Adapter {
     /// The adapter for provider `id`, holding whatever of its config the wire format needs
     /// (deployments, regions, credentials, token caches).
     pub fn new(id: &str, cfg: &ProviderConfig) -> Result<Self, PoolError> {
-        let _ = id;
         Ok(match cfg.kind.wire_format() {
             WireFormat::OpenAi => Adapter::OpenAi(OpenAiAdapter),
+            WireFormat::Bedrock => Adapter::Bedrock(BedrockAdapter::new(id, cfg)?),
+            WireFormat::Cohere => Adapter::Cohere(CohereAdapter),
         })
     }
 }
@@ -189,6 +197,10 @@ pub async fn send(
 ) -> Result<ProviderReply, ProviderError> {
     match adapter {
         Adapter::OpenAi(a) => send_with(a, provider, lease, req).await,
+        Adapter::Bedrock(a) => a.send(provider, lease, req).await,
+        Adapter::Cohere(a) => send_with(a, provider, lease, req)
+            .await
+            .map(|r| native_common::finish_reply(r, req)),
     }
 }
 
@@ -235,6 +247,8 @@ async fn send_with<A: ProviderAdapter>(
 pub async fn list_models(adapter: &Adapter, lease: &Lease) -> Result<Vec<String>, ProviderError> {
     match adapter {
         Adapter::OpenAi(a) => a.list_models(lease).await,
+        Adapter::Bedrock(a) => a.list_models(lease).await,
+        Adapter::Cohere(a) => a.list_models(lease).await,
     }
 }
 
