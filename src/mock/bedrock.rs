@@ -139,13 +139,14 @@ fn parse_amz_date(s: &str) -> Option<SystemTime> {
     SystemTime::try_from(dt).ok()
 }
 
-/// Recompute the request's SigV4 signature and compare it with the one it carries.
-fn check_signature(
+/// Recompute the request's SigV4 signature and compare it with the one it carries; the
+/// refusal to send when they differ (or the header is malformed).
+fn signature_refusal(
     st: &BedrockMockState,
     req: &HttpRequest,
     body: &[u8],
-) -> Result<(), HttpResponse> {
-    let forbidden = |kind: &str, message: &str| Err(aws_error(403, kind, message));
+) -> Option<HttpResponse> {
+    let forbidden = |kind: &str, message: &str| Some(aws_error(403, kind, message));
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let Some(auth) = header("authorization") else {
         return forbidden(
@@ -263,7 +264,7 @@ fn check_signature(
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
         );
     }
-    Ok(())
+    None
 }
 
 fn words(s: &str) -> u64 {
@@ -697,8 +698,8 @@ async fn handle(
     if req.method() != actix_web::http::Method::POST {
         return aws_error(404, "UnknownOperationException", "Unknown operation");
     }
-    if let Err(resp) = check_signature(st, &req, &body) {
-        return resp;
+    if let Some(refusal) = signature_refusal(st, &req, &body) {
+        return refusal;
     }
     let Some(model_id) = percent_decode(enc_model) else {
         return validation("Malformed model identifier");

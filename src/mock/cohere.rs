@@ -49,16 +49,17 @@ fn error(status: u16, message: &str) -> HttpResponse {
     HttpResponse::build(code).json(json!({"message": message}))
 }
 
-fn authorized(st: &CohereMockState, req: &HttpRequest) -> Result<(), HttpResponse> {
+/// The 401 Cohere answers unless the request carries the mock's key as a bearer token.
+fn auth_refusal(st: &CohereMockState, req: &HttpRequest) -> Option<HttpResponse> {
     let want = format!("Bearer {}", st.settings.api_key);
     match req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
     {
-        Some(a) if a == want => Ok(()),
-        Some(_) => Err(error(401, "invalid api token")),
-        None => Err(error(401, "no api key supplied")),
+        Some(a) if a == want => None,
+        Some(_) => Some(error(401, "invalid api token")),
+        None => Some(error(401, "no api key supplied")),
     }
 }
 
@@ -311,7 +312,7 @@ async fn chat(
     body: web::Bytes,
 ) -> HttpResponse {
     let st = state.get_ref();
-    if let Err(r) = authorized(st, &req) {
+    if let Some(r) = auth_refusal(st, &req) {
         return r;
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
@@ -381,7 +382,7 @@ async fn embed(
     body: web::Bytes,
 ) -> HttpResponse {
     let st = state.get_ref();
-    if let Err(r) = authorized(st, &req) {
+    if let Some(r) = auth_refusal(st, &req) {
         return r;
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
@@ -458,7 +459,7 @@ async fn embed(
 /// `GET /v1/models` (https://docs.cohere.com/reference/list-models).
 async fn models(state: web::Data<Arc<CohereMockState>>, req: HttpRequest) -> HttpResponse {
     let st = state.get_ref();
-    if let Err(r) = authorized(st, &req) {
+    if let Some(r) = auth_refusal(st, &req) {
         return r;
     }
     let models: Vec<Value> = st
