@@ -380,6 +380,16 @@ async fn bedrock_errors_keep_their_status() {
         (status, err["code"].as_str()),
         (404, Some("ResourceNotFoundException"))
     );
+    // No legacy completions on Bedrock: refused before any call.
+    let before = s.mock.requests().len();
+    let body = json!({"model": format!("bedrock/{MODEL}"), "prompt": "Say hi"});
+    let (status, err) = error_of(s.post("/v1/completions", body).await).await;
+    assert_eq!(status, 400);
+    assert!(err["message"]
+        .as_str()
+        .unwrap()
+        .contains("chat/completions"));
+    assert_eq!(s.mock.requests().len(), before);
     // A Titan input Bedrock refuses: ValidationException, 400.
     let body =
         json!({"model": "bedrock/amazon.titan-embed-text-v2:0", "input": "x", "dimensions": 100});

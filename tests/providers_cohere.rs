@@ -266,6 +266,15 @@ async fn errors_keep_their_status() {
     assert_eq!(status, 404);
     assert!(err["message"].as_str().unwrap().contains("command-nope"));
 
+    // No legacy completions on Cohere v2.
+    let body = json!({"model": format!("cohere/{MODEL}"), "prompt": "Say hi"});
+    let (status, err) = error_of(s.post("/v1/completions", body).await).await;
+    assert_eq!(status, 400);
+    assert!(err["message"]
+        .as_str()
+        .unwrap()
+        .contains("chat/completions"));
+
     // A wrong key: Cohere's 401 reaches the client as a 401.
     let s = start_with_key("co-wrong");
     let (status, err) = error_of(s.post("/v1/chat/completions", chat("hi")).await).await;

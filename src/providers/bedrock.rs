@@ -25,10 +25,14 @@ use crate::config::{ProviderConfig, Secret};
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::Message;
 use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
+
+/// How many Titan calls one embeddings request runs at once.
+const EMBED_CONCURRENCY: usize = 8;
 
 /// The SigV4 service name Bedrock Runtime signs with.
 pub const SIGNING_SERVICE: &str = "bedrock";
@@ -310,7 +314,8 @@ impl BedrockAdapter {
         Ok(finish_reply(reply, req))
     }
 
-    /// `/v1/embeddings` through Titan: one InvokeModel call per input, run together.
+    /// `/v1/embeddings` through Titan: one InvokeModel call per input (Titan embeds one
+    /// text per call), a few at a time.
     async fn embed(
         &self,
         provider: &Arc<str>,
@@ -332,7 +337,11 @@ impl BedrockAdapter {
                 message,
             })
         });
-        let results = futures_util::future::try_join_all(calls).await?;
+        // In order, at most EMBED_CONCURRENCY calls in flight.
+        let results: Vec<(Value, u64)> = futures_util::stream::iter(calls)
+            .buffered(EMBED_CONCURRENCY)
+            .try_collect()
+            .await?;
         let body = embeddings_list(model, results);
         Ok(ProviderReply::Complete {
             status: 200,
