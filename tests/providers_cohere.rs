@@ -330,3 +330,23 @@ async fn models_are_discovered_from_v1_models() {
     assert!(ids.contains(&format!("cohere/{MODEL}")), "{ids:?}");
     assert!(ids.contains(&"cohere/embed-v4.0".to_owned()), "{ids:?}");
 }
+
+#[test]
+fn co_api_key_alone_configures_cohere() {
+    // What `deja serve` does with no provider configured.
+    let mut cfg = common::config_from("", &[]);
+    let env = [("CO_API_KEY".to_owned(), "co-from-env".to_owned())]
+        .into_iter()
+        .collect();
+    assert_eq!(
+        deja::config::discover_providers(&mut cfg, &env),
+        vec!["cohere"]
+    );
+    let p = &cfg.providers["cohere"];
+    assert_eq!(p.kind, deja::providers::ProviderKind::Cohere);
+    assert_eq!(
+        p.effective_base_url().as_deref(),
+        Some("https://api.cohere.com")
+    );
+    assert_eq!(p.all_keys()[0].key.expose(), "co-from-env");
+}

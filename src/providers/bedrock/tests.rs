@@ -550,3 +550,49 @@ fn exception_frames_and_truncation_interrupt_the_stream() {
     corrupt[last] ^= 0xff; // message CRC no longer matches
     assert!(ConverseStreamDecoder::new().feed(&corrupt).is_err());
 }
+
+#[test]
+fn the_cache_can_assemble_a_translated_stream() {
+    // What the semantic cache stores from a streamed miss must look like the
+    // non-streaming answer: text, tool calls, finish_reason and usage.
+    let mut bytes = Vec::new();
+    bytes.extend(frame("messageStart", json!({"role": "assistant"})));
+    bytes.extend(frame(
+        "contentBlockDelta",
+        json!({"contentBlockIndex": 0, "delta": {"text": "Checking "}}),
+    ));
+    bytes.extend(frame(
+        "contentBlockDelta",
+        json!({"contentBlockIndex": 0, "delta": {"text": "now."}}),
+    ));
+    bytes.extend(frame(
+        "contentBlockStart",
+        json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "tu_9", "name": "f"}}}),
+    ));
+    bytes.extend(frame(
+        "contentBlockDelta",
+        json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"a\":1}"}}}),
+    ));
+    bytes.extend(frame("messageStop", json!({"stopReason": "tool_use"})));
+    bytes.extend(frame(
+        "metadata",
+        json!({"usage": {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}}),
+    ));
+    let mut d = ConverseStreamDecoder::new();
+    let mut frames = d.feed(&bytes).unwrap();
+    frames.extend(d.finish().unwrap());
+    let mut asm = crate::cache::replay::SseAssembler::new();
+    for f in &frames {
+        asm.feed(f);
+    }
+    let body = asm.finish().expect("a complete stream assembles");
+    let choice = &body["choices"][0];
+    assert_eq!(choice["message"]["content"], "Checking now.");
+    assert_eq!(choice["message"]["tool_calls"][0]["id"], "tu_9");
+    assert_eq!(
+        choice["message"]["tool_calls"][0]["function"]["arguments"],
+        "{\"a\":1}"
+    );
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert_eq!(body["usage"]["total_tokens"], 7);
+}
