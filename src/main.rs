@@ -77,6 +77,10 @@ enum Command {
         /// Models listed by GET /v1/models.
         #[arg(long, value_delimiter = ',', default_value = "mock-model")]
         models: Vec<String>,
+        /// Wire format: openai, bedrock (checks SigV4 against AWS's example credentials
+        /// AKIDEXAMPLE, region us-east-1) or cohere (bearer key co-test-key).
+        #[arg(long, default_value = "openai")]
+        format: String,
     },
     /// Fill the cache from a JSONL or CSV file of prompt/response pairs (resumable).
     Warmup(Box<deja::warmup::WarmupArgs>),
@@ -244,9 +248,34 @@ fn main() -> anyhow::Result<()> {
             no_record,
             workers,
             models,
+            format,
         } => {
             let listener = TcpListener::bind((host.as_str(), port))
                 .with_context(|| format!("cannot listen on {host}:{port}"))?;
+            match format.as_str() {
+                "openai" => {}
+                "bedrock" => {
+                    let state = std::sync::Arc::new(deja::mock::bedrock::BedrockMockState::new(
+                        Default::default(),
+                    ));
+                    eprintln!("mock bedrock on http://{}", listener.local_addr()?);
+                    return actix_rt::System::new().block_on(async move {
+                        deja::mock::bedrock::server(listener, state)?.await?;
+                        anyhow::Ok(())
+                    });
+                }
+                "cohere" => {
+                    let state = std::sync::Arc::new(deja::mock::cohere::CohereMockState::new(
+                        Default::default(),
+                    ));
+                    eprintln!("mock cohere on http://{}", listener.local_addr()?);
+                    return actix_rt::System::new().block_on(async move {
+                        deja::mock::cohere::server(listener, state)?.await?;
+                        anyhow::Ok(())
+                    });
+                }
+                other => anyhow::bail!("unknown --format `{other}` (openai, bedrock, cohere)"),
+            }
             let settings = deja::mock::MockSettings {
                 record: !no_record,
                 models,

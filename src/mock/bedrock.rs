@@ -782,6 +782,34 @@ async fn handle(
         ))
 }
 
+/// Run the mock on `listener` inside the current actix System (`deja mock-provider
+/// --format bedrock`).
+pub fn server(
+    listener: TcpListener,
+    state: Arc<BedrockMockState>,
+) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::new(state);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+            .default_service(web::to(handle))
+    })
+    .workers(1)
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run())
+}
+
+impl BedrockMockState {
+    pub fn new(settings: BedrockMockSettings) -> Self {
+        BedrockMockState {
+            settings,
+            requests: Mutex::new(Vec::new()),
+        }
+    }
+}
+
 /// A mock Bedrock Runtime on its own thread; `base_url()` goes in the provider config.
 pub struct BedrockMock {
     pub addr: SocketAddr,
@@ -791,24 +819,11 @@ pub struct BedrockMock {
 
 impl BedrockMock {
     pub fn start(settings: BedrockMockSettings) -> std::io::Result<Self> {
-        let state = Arc::new(BedrockMockState {
-            settings,
-            requests: Mutex::new(Vec::new()),
-        });
-        let data = web::Data::new(state.clone());
+        let state = Arc::new(BedrockMockState::new(settings));
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let server = super::server_thread::ServerThread::start(listener, move |l| {
-            Ok(HttpServer::new(move || {
-                App::new()
-                    .app_data(data.clone())
-                    .default_service(web::to(handle))
-            })
-            .workers(1)
-            .shutdown_timeout(1)
-            .listen(l)?
-            .run())
-        })?;
+        let st = state.clone();
+        let server = super::server_thread::ServerThread::start(listener, move |l| server(l, st))?;
         Ok(BedrockMock {
             addr,
             state,

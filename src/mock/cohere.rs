@@ -476,6 +476,37 @@ async fn models(state: web::Data<Arc<CohereMockState>>, req: HttpRequest) -> Htt
     HttpResponse::Ok().json(json!({"models": models, "next_page_token": null}))
 }
 
+/// Run the mock on `listener` inside the current actix System (`deja mock-provider
+/// --format cohere`).
+pub fn server(
+    listener: TcpListener,
+    state: Arc<CohereMockState>,
+) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::new(state);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+            .route("/v2/chat", web::post().to(chat))
+            .route("/v2/embed", web::post().to(embed))
+            .route("/v1/models", web::get().to(models))
+            .default_service(web::to(|| async { error(404, "not found") }))
+    })
+    .workers(1)
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run())
+}
+
+impl CohereMockState {
+    pub fn new(settings: CohereMockSettings) -> Self {
+        CohereMockState {
+            settings,
+            requests: Mutex::new(Vec::new()),
+        }
+    }
+}
+
 /// A mock Cohere API on its own thread; `base_url()` goes in the provider config.
 pub struct CohereMock {
     pub addr: SocketAddr,
@@ -485,27 +516,11 @@ pub struct CohereMock {
 
 impl CohereMock {
     pub fn start(settings: CohereMockSettings) -> std::io::Result<Self> {
-        let state = Arc::new(CohereMockState {
-            settings,
-            requests: Mutex::new(Vec::new()),
-        });
-        let data = web::Data::new(state.clone());
+        let state = Arc::new(CohereMockState::new(settings));
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let server = super::server_thread::ServerThread::start(listener, move |l| {
-            Ok(HttpServer::new(move || {
-                App::new()
-                    .app_data(data.clone())
-                    .route("/v2/chat", web::post().to(chat))
-                    .route("/v2/embed", web::post().to(embed))
-                    .route("/v1/models", web::get().to(models))
-                    .default_service(web::to(|| async { error(404, "not found") }))
-            })
-            .workers(1)
-            .shutdown_timeout(1)
-            .listen(l)?
-            .run())
-        })?;
+        let st = state.clone();
+        let server = super::server_thread::ServerThread::start(listener, move |l| server(l, st))?;
         Ok(CohereMock {
             addr,
             state,
