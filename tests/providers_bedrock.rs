@@ -508,3 +508,62 @@ fn a_bedrock_provider_without_credentials_is_a_config_error() {
         "{msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn models_are_discovered_with_a_signed_list_foundation_models() {
+    let mock = BedrockMock::start(BedrockMockSettings::default()).unwrap();
+    let toml = format!(
+        "[providers.bedrock]\nkind = \"bedrock\"\nbase_url = \"{}\"\nregion = \"us-east-1\"\n\
+         aws_access_key_id = \"AKIDEXAMPLE\"\naws_secret_access_key = \"{SECRET}\"\n\
+         models = [\"us.anthropic.claude-3-7-sonnet-20250219-v1:0\"]\ntimeout_secs = 5\n",
+        mock.base_url()
+    );
+    let gw = common::Harness::gateway(&toml, None);
+    let client = reqwest::Client::new();
+    let mut ids: Vec<String> = Vec::new();
+    for _ in 0..50 {
+        let v: Value = client
+            .get(format!("{}/v1/models", gw.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect();
+        if ids.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // On-demand models from the signed list, plus the configured inference profile;
+    // the profile-only foundation model is left out.
+    assert!(ids.contains(&format!("bedrock/{MODEL}")), "{ids:?}");
+    assert!(
+        ids.contains(&"bedrock/amazon.titan-embed-text-v2:0".to_owned()),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&"bedrock/us.anthropic.claude-3-7-sonnet-20250219-v1:0".to_owned()),
+        "{ids:?}"
+    );
+    assert!(
+        !ids.contains(&"bedrock/anthropic.claude-3-7-sonnet-20250219-v1:0".to_owned()),
+        "{ids:?}"
+    );
+    // A discovered model routes by its bare name.
+    let resp = client
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .json(&json!({"model": MODEL, "messages": [{"role": "user", "content": "bare name"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    gw.stop();
+    assert_eq!(status, 200);
+}

@@ -682,6 +682,56 @@ fn titan(model: &str, body: &Value) -> HttpResponse {
     }))
 }
 
+/// ListFoundationModels (control plane), recorded-style:
+/// <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ListFoundationModels.html>
+fn foundation_models(query: &str) -> HttpResponse {
+    let summary = |id: &str, name: &str, output: &str, inference: &[&str]| {
+        json!({
+            "modelArn": format!("arn:aws:bedrock:us-east-1::foundation-model/{id}"),
+            "modelId": id,
+            "modelName": name,
+            "providerName": id.split('.').next().unwrap_or(""),
+            "inputModalities": ["TEXT"],
+            "outputModalities": [output],
+            "responseStreamingSupported": output == "TEXT",
+            "customizationsSupported": [],
+            "inferenceTypesSupported": inference,
+            "modelLifecycle": {"status": "ACTIVE"}
+        })
+    };
+    let all = vec![
+        summary(
+            "anthropic.claude-3-haiku-20240307-v1:0",
+            "Claude 3 Haiku",
+            "TEXT",
+            &["ON_DEMAND"],
+        ),
+        summary(
+            "amazon.titan-embed-text-v2:0",
+            "Titan Text Embeddings V2",
+            "EMBEDDING",
+            &["ON_DEMAND"],
+        ),
+        summary(
+            "anthropic.claude-3-7-sonnet-20250219-v1:0",
+            "Claude 3.7 Sonnet",
+            "TEXT",
+            &["INFERENCE_PROFILE"],
+        ),
+    ];
+    let on_demand = query.split('&').any(|p| p == "byInferenceType=ON_DEMAND");
+    let models: Vec<Value> = all
+        .into_iter()
+        .filter(|m| {
+            !on_demand
+                || m["inferenceTypesSupported"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|x| x == "ON_DEMAND"))
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({"modelSummaries": models}))
+}
+
 async fn handle(
     state: web::Data<Arc<BedrockMockState>>,
     req: HttpRequest,
@@ -689,6 +739,12 @@ async fn handle(
 ) -> HttpResponse {
     let st = state.get_ref();
     let raw_path = req.uri().path().to_owned();
+    if raw_path == "/foundation-models" && req.method() == actix_web::http::Method::GET {
+        if let Some(refusal) = signature_refusal(st, &req, &body) {
+            return refusal;
+        }
+        return foundation_models(req.query_string());
+    }
     let Some((enc_model, action)) = raw_path
         .strip_prefix("/model/")
         .and_then(|p| p.rsplit_once('/'))

@@ -9,9 +9,11 @@
 //! - Titan embeddings V2: <https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html>
 //! - SigV4: <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html>
 //!
-//! `list_models` returns the configured `models`: Bedrock lists foundation models on a
-//! different host (`bedrock.{region}`, ListFoundationModels) whose answer also names models
-//! the account may not be granted, so deja does not call it.
+//! `list_models` asks ListFoundationModels (signed, on the control-plane host
+//! `bedrock.{region}.amazonaws.com`; with a custom `base_url`, on that same base) for the
+//! models invocable on demand, and adds the configured `models` (inference profiles such
+//! as `us.anthropic...` are not in that list: configure them).
+//! <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ListFoundationModels.html>
 
 use super::native_common::{
     content_text, decode_stream, done_frame, finish_reply, invalid_request, now_secs,
@@ -394,6 +396,30 @@ pub fn bedrock_error(
         message
     };
     upstream(provider, status, &message, Some(kind))
+}
+
+/// Bedrock's control plane (ListFoundationModels) for a runtime base URL:
+/// `bedrock-runtime.{region}` becomes `bedrock.{region}`; any other base (a proxy, a
+/// mock) is used as it is.
+pub fn control_plane_url(runtime_base: &str) -> String {
+    runtime_base.replacen("://bedrock-runtime.", "://bedrock.", 1)
+}
+
+/// The ids in a ListFoundationModels answer that can be invoked on demand.
+fn foundation_model_ids(v: &Value) -> Vec<String> {
+    v.get("modelSummaries")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|m| {
+                    m.get("inferenceTypesSupported")
+                        .and_then(Value::as_array)
+                        .is_none_or(|t| t.iter().any(|x| x == "ON_DEMAND"))
+                })
+                .filter_map(|m| m.get("modelId").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------
@@ -1000,8 +1026,48 @@ impl ProviderAdapter for BedrockAdapter {
         bedrock_error(provider, status, None, &body)
     }
 
-    async fn list_models(&self, _lease: &Lease) -> Result<Vec<String>, ProviderError> {
-        Ok(self.models.to_vec())
+    async fn list_models(&self, lease: &Lease) -> Result<Vec<String>, ProviderError> {
+        let url = format!(
+            "{}/foundation-models?byInferenceType=ON_DEMAND",
+            control_plane_url(&lease.base_url)
+        );
+        let accept = "application/json";
+        let signed = sign_headers(
+            &self.creds,
+            &self.region,
+            SIGNING_SERVICE,
+            "GET",
+            &url,
+            &[("accept", accept)],
+            b"",
+            SystemTime::now(),
+        )
+        .map_err(|e| invalid_request(&lease.provider, e.to_string()))?;
+        let mut b = lease
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, accept)
+            .timeout(lease.timeout.min(std::time::Duration::from_secs(10)));
+        for (name, value) in signed {
+            b = b.header(name, value);
+        }
+        let resp = self.execute(&lease.provider, lease, b).await?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ProviderError::from_reqwest(&lease.provider, e, lease.timeout))?;
+        let v: Value =
+            serde_json::from_slice(&body).map_err(|e| ProviderError::InvalidResponse {
+                provider: lease.provider.clone(),
+                message: format!("model list is not JSON: {e}"),
+            })?;
+        let mut models = foundation_model_ids(&v);
+        for m in self.models.iter() {
+            if !models.contains(m) {
+                models.push(m.clone());
+            }
+        }
+        Ok(models)
     }
 }
 

@@ -596,3 +596,28 @@ fn the_cache_can_assemble_a_translated_stream() {
     assert_eq!(choice["finish_reason"], "tool_calls");
     assert_eq!(body["usage"]["total_tokens"], 7);
 }
+
+#[test]
+fn the_control_plane_is_found_from_the_runtime_url() {
+    assert_eq!(
+        control_plane_url("https://bedrock-runtime.eu-west-3.amazonaws.com"),
+        "https://bedrock.eu-west-3.amazonaws.com"
+    );
+    assert_eq!(
+        control_plane_url("http://127.0.0.1:9000"),
+        "http://127.0.0.1:9000"
+    );
+    // https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ListFoundationModels.html
+    let v = json!({"modelSummaries": [
+        {"modelId": "anthropic.claude-3-haiku-20240307-v1:0", "inferenceTypesSupported": ["ON_DEMAND"]},
+        {"modelId": "anthropic.claude-3-7-sonnet-20250219-v1:0", "inferenceTypesSupported": ["INFERENCE_PROFILE"]},
+        {"modelId": "amazon.titan-embed-text-v2:0"}
+    ]});
+    assert_eq!(
+        foundation_model_ids(&v),
+        vec![
+            "anthropic.claude-3-haiku-20240307-v1:0",
+            "amazon.titan-embed-text-v2:0"
+        ]
+    );
+}
