@@ -360,7 +360,7 @@ async fn bedrock_errors_keep_their_status() {
     for (exception, status, kind) in [
         ("ThrottlingException", 429, "rate_limit_error"),
         ("AccessDeniedException", 403, "permission_error"),
-        ("ModelTimeoutException", 408, "invalid_request_error"),
+        ("ModelTimeoutException", 408, "upstream_error"),
         ("ServiceUnavailableException", 503, "upstream_error"),
     ] {
         let (got, err) = error_of(

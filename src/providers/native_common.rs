@@ -25,6 +25,9 @@ pub(crate) fn error_type_for_status(status: u16) -> &'static str {
         403 => "permission_error",
         404 => "not_found_error",
         429 => "rate_limit_error",
+        // The model timed out (408, Bedrock's ModelTimeoutException) or failed (424,
+        // ModelErrorException): the provider's side, like a 5xx.
+        408 | 424 => "upstream_error",
         s if s >= 500 => "upstream_error",
         _ => "invalid_request_error",
     }
