@@ -80,7 +80,9 @@ enum Command {
         /// Models listed by GET /v1/models (default: mock-model; for anthropic, two Claude names).
         #[arg(long, value_delimiter = ',')]
         models: Vec<String>,
-        /// Wire format: openai, or anthropic (Anthropic's Messages API).
+        /// Wire format: openai, anthropic (Messages API), bedrock (checks SigV4 against
+        /// AWS's example credentials AKIDEXAMPLE, region us-east-1) or cohere (bearer key
+        /// co-test-key).
         #[arg(long, default_value = "openai")]
         format: String,
         /// The only API key the mock accepts (anthropic format; any key when unset).
@@ -289,10 +291,32 @@ fn main() -> anyhow::Result<()> {
                     anyhow::Ok(())
                 });
             }
-            anyhow::ensure!(
-                format == "openai",
-                "unknown --format `{format}` (expected openai or anthropic)"
-            );
+            match format.as_str() {
+                "openai" => {}
+                "bedrock" => {
+                    let state = std::sync::Arc::new(deja::mock::bedrock::BedrockMockState::new(
+                        Default::default(),
+                    ));
+                    eprintln!("mock bedrock on http://{}", listener.local_addr()?);
+                    return actix_rt::System::new().block_on(async move {
+                        deja::mock::bedrock::server(listener, state)?.await?;
+                        anyhow::Ok(())
+                    });
+                }
+                "cohere" => {
+                    let state = std::sync::Arc::new(deja::mock::cohere::CohereMockState::new(
+                        Default::default(),
+                    ));
+                    eprintln!("mock cohere on http://{}", listener.local_addr()?);
+                    return actix_rt::System::new().block_on(async move {
+                        deja::mock::cohere::server(listener, state)?.await?;
+                        anyhow::Ok(())
+                    });
+                }
+                other => {
+                    anyhow::bail!("unknown --format `{other}` (openai, anthropic, bedrock, cohere)")
+                }
+            }
             let models = if models.is_empty() {
                 vec!["mock-model".to_owned()]
             } else {

@@ -122,6 +122,17 @@ pub struct ProviderConfig {
     /// `max_tokens` sent when the request sets none; Anthropic requires one (default 4096).
     #[serde(default)]
     pub default_max_tokens: Option<u64>,
+    // --- AWS Bedrock (kind = "bedrock"); unset values fall back to AWS_REGION /
+    // AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN.
+    /// AWS region: signs requests and picks `https://bedrock-runtime.{region}.amazonaws.com`.
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub aws_access_key_id: Option<Secret>,
+    #[serde(default)]
+    pub aws_secret_access_key: Option<Secret>,
+    #[serde(default)]
+    pub aws_session_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +171,10 @@ impl ProviderConfig {
             headers: BTreeMap::new(),
             anthropic_version: None,
             default_max_tokens: None,
+            region: None,
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
+            aws_session_token: None,
         }
     }
 
@@ -168,6 +183,7 @@ impl ProviderConfig {
         self.base_url
             .clone()
             .or_else(|| self.kind.default_base_url().map(str::to_owned))
+            .or_else(|| crate::providers::bedrock::regional_base_url(self))
             .map(|u| u.trim_end_matches('/').to_owned())
     }
 
@@ -395,6 +411,17 @@ fn resolve_secrets(
         for (i, k) in p.keys.iter_mut().enumerate() {
             resolve_secret(&mut k.key, format!("providers.{id}.keys[{i}].key"), env)?;
         }
+        // Bedrock: AWS credentials and region, from the config or the AWS variables.
+        for (name, s) in [
+            ("aws_access_key_id", &mut p.aws_access_key_id),
+            ("aws_secret_access_key", &mut p.aws_secret_access_key),
+            ("aws_session_token", &mut p.aws_session_token),
+        ] {
+            if let Some(s) = s.as_mut() {
+                resolve_secret(s, format!("providers.{id}.{name}"), env)?;
+            }
+        }
+        crate::providers::bedrock::apply_aws_env(p, env);
     }
     Ok(())
 }
@@ -406,6 +433,10 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
                 format!("providers.{id}"),
                 "a provider id must be non-empty and contain no `/`".into(),
             ));
+        }
+        if p.kind == ProviderKind::Bedrock {
+            crate::providers::bedrock::validate_config(p)
+                .map_err(|(field, message)| (format!("providers.{id}.{field}"), message))?;
         }
         match p.effective_base_url() {
             None => {

@@ -4,6 +4,9 @@
 //! (`GET /_mock/requests`). Answers are deterministic functions of the request.
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod cohere;
+mod server_thread;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;

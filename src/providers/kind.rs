@@ -9,6 +9,10 @@ pub enum WireFormat {
     OpenAi,
     /// Anthropic's Messages API.
     Anthropic,
+    /// AWS Bedrock Converse / ConverseStream (SigV4-signed, binary event stream).
+    Bedrock,
+    /// Cohere's v2 Chat and Embed API.
+    Cohere,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -35,6 +39,9 @@ pub enum ProviderKind {
     #[serde(rename = "openai-compatible")]
     OpenAiCompatible,
     Anthropic,
+    /// AWS Bedrock; the endpoint follows `region` (see [`ProviderKind::default_base_url`]).
+    Bedrock,
+    Cohere,
 }
 
 impl ProviderKind {
@@ -54,6 +61,8 @@ impl ProviderKind {
         ProviderKind::LmStudio,
         ProviderKind::OpenAiCompatible,
         ProviderKind::Anthropic,
+        ProviderKind::Bedrock,
+        ProviderKind::Cohere,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +82,8 @@ impl ProviderKind {
             ProviderKind::LmStudio => "lmstudio",
             ProviderKind::OpenAiCompatible => "openai-compatible",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Cohere => "cohere",
         }
     }
 
@@ -93,6 +104,8 @@ impl ProviderKind {
             | ProviderKind::LmStudio
             | ProviderKind::OpenAiCompatible => WireFormat::OpenAi,
             ProviderKind::Anthropic => WireFormat::Anthropic,
+            ProviderKind::Bedrock => WireFormat::Bedrock,
+            ProviderKind::Cohere => WireFormat::Cohere,
         }
     }
 
@@ -113,7 +126,10 @@ impl ProviderKind {
             ProviderKind::Vllm => "http://127.0.0.1:8000/v1",
             ProviderKind::LmStudio => "http://127.0.0.1:1234/v1",
             ProviderKind::Anthropic => "https://api.anthropic.com/v1",
-            ProviderKind::OpenAiCompatible => return None,
+            ProviderKind::Cohere => "https://api.cohere.com",
+            // Regional: `https://bedrock-runtime.{region}.amazonaws.com`, built from the
+            // provider's `region` by `ProviderConfig::effective_base_url`.
+            ProviderKind::OpenAiCompatible | ProviderKind::Bedrock => return None,
         })
     }
 
@@ -131,7 +147,10 @@ impl ProviderKind {
             ProviderKind::Perplexity => &["PERPLEXITY_API_KEY", "PPLX_API_KEY"],
             ProviderKind::Cerebras => &["CEREBRAS_API_KEY"],
             ProviderKind::Anthropic => &["ANTHROPIC_API_KEY"],
-            ProviderKind::Ollama
+            ProviderKind::Cohere => &["CO_API_KEY", "COHERE_API_KEY"],
+            // Bedrock signs with AWS credentials (AWS_ACCESS_KEY_ID, ...), not an API key.
+            ProviderKind::Bedrock
+            | ProviderKind::Ollama
             | ProviderKind::Vllm
             | ProviderKind::LmStudio
             | ProviderKind::OpenAiCompatible => return None,
@@ -144,6 +163,7 @@ impl ProviderKind {
             ProviderKind::OpenAi => Some("OPENAI_BASE_URL"),
             ProviderKind::Groq => Some("GROQ_BASE_URL"),
             ProviderKind::Mistral => Some("MISTRAL_BASE_URL"),
+            ProviderKind::Cohere => Some("CO_API_URL"),
             _ => None,
         }
     }

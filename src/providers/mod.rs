@@ -5,13 +5,18 @@
 //! chunks); [`send`] is the shared driver that applies timeouts and maps transport errors.
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod cohere;
 mod kind;
+mod native_common;
 mod openai;
 mod pool;
 mod router;
 pub mod sse;
 
 pub use anthropic::AnthropicAdapter;
+pub use bedrock::BedrockAdapter;
+pub use cohere::CohereAdapter;
 pub use kind::{ProviderKind, WireFormat};
 pub use openai::OpenAiAdapter;
 pub use pool::{
@@ -183,6 +188,8 @@ pub trait ProviderAdapter: Send + Sync {
 pub enum Adapter {
     OpenAi(OpenAiAdapter),
     Anthropic(AnthropicAdapter),
+    Bedrock(BedrockAdapter),
+    Cohere(CohereAdapter),
 }
 
 impl Adapter {
@@ -192,6 +199,8 @@ impl Adapter {
         Ok(match cfg.kind.wire_format() {
             WireFormat::OpenAi => Adapter::OpenAi(OpenAiAdapter),
             WireFormat::Anthropic => Adapter::Anthropic(AnthropicAdapter::new(id, cfg)?),
+            WireFormat::Bedrock => Adapter::Bedrock(BedrockAdapter::new(id, cfg)?),
+            WireFormat::Cohere => Adapter::Cohere(CohereAdapter),
         })
     }
 }
@@ -206,6 +215,10 @@ pub async fn send(
     match adapter {
         Adapter::OpenAi(a) => send_with(a, provider, lease, req).await,
         Adapter::Anthropic(a) => send_with(a, provider, lease, req).await,
+        Adapter::Bedrock(a) => a.send(provider, lease, req).await,
+        Adapter::Cohere(a) => send_with(a, provider, lease, req)
+            .await
+            .map(|r| native_common::finish_reply(r, req)),
     }
 }
 
@@ -253,6 +266,8 @@ pub async fn list_models(adapter: &Adapter, lease: &Lease) -> Result<Vec<String>
     match adapter {
         Adapter::OpenAi(a) => a.list_models(lease).await,
         Adapter::Anthropic(a) => a.list_models(lease).await,
+        Adapter::Bedrock(a) => a.list_models(lease).await,
+        Adapter::Cohere(a) => a.list_models(lease).await,
     }
 }
 
