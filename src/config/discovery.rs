@@ -34,6 +34,10 @@ pub fn discover_providers(config: &mut Config, env: &HashMap<String, String>) ->
         {
             p.base_url = Some(url.clone());
         }
+        // A kind without a public default endpoint (Azure) needs its endpoint variable.
+        if p.effective_base_url().is_none() {
+            continue;
+        }
         config.providers.insert(kind.as_str().to_owned(), p);
         added.push(kind.as_str().to_owned());
     }

@@ -7,6 +7,10 @@ use serde::Deserialize;
 pub enum WireFormat {
     /// OpenAI's Chat Completions / Completions / Embeddings / Models API.
     OpenAi,
+    /// Azure OpenAI: the OpenAI body at per-deployment URLs with `api-version` and `api-key`.
+    Azure,
+    /// Google's `generateContent` format (Gemini API and Vertex AI).
+    Gemini,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -32,6 +36,12 @@ pub enum ProviderKind {
     /// Any server speaking the OpenAI API at a configured `base_url`.
     #[serde(rename = "openai-compatible")]
     OpenAiCompatible,
+    /// Azure OpenAI (`https://{resource}.openai.azure.com`).
+    Azure,
+    /// Google Gemini API (API key).
+    Gemini,
+    /// Google Vertex AI (service-account credentials, regional endpoint).
+    Vertex,
 }
 
 impl ProviderKind {
@@ -50,6 +60,9 @@ impl ProviderKind {
         ProviderKind::Vllm,
         ProviderKind::LmStudio,
         ProviderKind::OpenAiCompatible,
+        ProviderKind::Azure,
+        ProviderKind::Gemini,
+        ProviderKind::Vertex,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +81,9 @@ impl ProviderKind {
             ProviderKind::Vllm => "vllm",
             ProviderKind::LmStudio => "lmstudio",
             ProviderKind::OpenAiCompatible => "openai-compatible",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Vertex => "vertex",
         }
     }
 
@@ -87,6 +103,8 @@ impl ProviderKind {
             | ProviderKind::Vllm
             | ProviderKind::LmStudio
             | ProviderKind::OpenAiCompatible => WireFormat::OpenAi,
+            ProviderKind::Azure => WireFormat::Azure,
+            ProviderKind::Gemini | ProviderKind::Vertex => WireFormat::Gemini,
         }
     }
 
@@ -106,7 +124,11 @@ impl ProviderKind {
             ProviderKind::Ollama => "http://127.0.0.1:11434/v1",
             ProviderKind::Vllm => "http://127.0.0.1:8000/v1",
             ProviderKind::LmStudio => "http://127.0.0.1:1234/v1",
-            ProviderKind::OpenAiCompatible => return None,
+            ProviderKind::Gemini => "https://generativelanguage.googleapis.com/v1beta",
+            // Built from `resource` (Azure) or `location` (Vertex AI) by the config.
+            ProviderKind::OpenAiCompatible | ProviderKind::Azure | ProviderKind::Vertex => {
+                return None
+            }
         })
     }
 
@@ -123,7 +145,11 @@ impl ProviderKind {
             ProviderKind::OpenRouter => &["OPENROUTER_API_KEY"],
             ProviderKind::Perplexity => &["PERPLEXITY_API_KEY", "PPLX_API_KEY"],
             ProviderKind::Cerebras => &["CEREBRAS_API_KEY"],
-            ProviderKind::Ollama
+            ProviderKind::Azure => &["AZURE_OPENAI_API_KEY"],
+            ProviderKind::Gemini => &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+            // Vertex AI authenticates with a service account, not a key.
+            ProviderKind::Vertex
+            | ProviderKind::Ollama
             | ProviderKind::Vllm
             | ProviderKind::LmStudio
             | ProviderKind::OpenAiCompatible => return None,
@@ -136,6 +162,7 @@ impl ProviderKind {
             ProviderKind::OpenAi => Some("OPENAI_BASE_URL"),
             ProviderKind::Groq => Some("GROQ_BASE_URL"),
             ProviderKind::Mistral => Some("MISTRAL_BASE_URL"),
+            ProviderKind::Azure => Some("AZURE_OPENAI_ENDPOINT"),
             _ => None,
         }
     }

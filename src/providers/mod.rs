@@ -4,11 +4,16 @@
 //! Every adapter takes an OpenAI-format request and answers in OpenAI format (JSON or SSE
 //! chunks); [`send`] is the shared driver that applies timeouts and maps transport errors.
 
+mod azure;
+mod gemini;
 mod kind;
 mod openai;
 mod pool;
 mod router;
+mod vertex_auth;
 
+pub use azure::AzureAdapter;
+pub use gemini::GeminiAdapter;
 pub use kind::{ProviderKind, WireFormat};
 pub use openai::OpenAiAdapter;
 pub use pool::{
@@ -160,6 +165,29 @@ pub trait ProviderAdapter: Send + Sync {
         &self,
         lease: &Lease,
     ) -> impl Future<Output = Result<Vec<String>, ProviderError>> + Send;
+
+    /// [`translate_response`](Self::translate_response) for adapters that need the request
+    /// (the model name, `encoding_format`); the driver calls this one.
+    fn translate_response_for(
+        &self,
+        provider: &Arc<str>,
+        req: &ProviderRequest,
+        body: Bytes,
+    ) -> Result<Bytes, ProviderError> {
+        self.translate_response(provider, req.endpoint, body)
+    }
+
+    /// [`translate_stream`](Self::translate_stream) for adapters that need the request
+    /// (`stream_options.include_usage`, the model name); the driver calls this one.
+    fn translate_stream_for(
+        &self,
+        provider: &Arc<str>,
+        req: &ProviderRequest,
+        resp: reqwest::Response,
+    ) -> ChunkStream {
+        let _ = req;
+        self.translate_stream(provider, resp)
+    }
 }
 
 /// The adapters deja has, one per wire format. A closed enum: adding a wire format is a
@@ -167,15 +195,18 @@ pub trait ProviderAdapter: Send + Sync {
 #[derive(Debug, Clone)]
 pub enum Adapter {
     OpenAi(OpenAiAdapter),
+    Azure(AzureAdapter),
+    Gemini(GeminiAdapter),
 }
 
 impl Adapter {
     /// The adapter for provider `id`, holding whatever of its config the wire format needs
     /// (deployments, regions, credentials, token caches).
     pub fn new(id: &str, cfg: &ProviderConfig) -> Result<Self, PoolError> {
-        let _ = id;
         Ok(match cfg.kind.wire_format() {
             WireFormat::OpenAi => Adapter::OpenAi(OpenAiAdapter),
+            WireFormat::Azure => Adapter::Azure(AzureAdapter::new(cfg)),
+            WireFormat::Gemini => Adapter::Gemini(GeminiAdapter::new(id, cfg)?),
         })
     }
 }
@@ -189,6 +220,8 @@ pub async fn send(
 ) -> Result<ProviderReply, ProviderError> {
     match adapter {
         Adapter::OpenAi(a) => send_with(a, provider, lease, req).await,
+        Adapter::Azure(a) => send_with(a, provider, lease, req).await,
+        Adapter::Gemini(a) => send_with(a, provider, lease, req).await,
     }
 }
 
@@ -212,14 +245,14 @@ async fn send_with<A: ProviderAdapter>(
         }
         if req.stream {
             return Ok(ProviderReply::Stream {
-                stream: a.translate_stream(provider, resp),
+                stream: a.translate_stream_for(provider, req, resp),
             });
         }
         let body = resp
             .bytes()
             .await
             .map_err(|e| ProviderError::from_reqwest(provider, e, timeout))?;
-        let body = a.translate_response(provider, req.endpoint, body)?;
+        let body = a.translate_response_for(provider, req, body)?;
         Ok(ProviderReply::Complete { status, body })
     };
     match tokio::time::timeout(timeout, fut).await {
@@ -235,6 +268,8 @@ async fn send_with<A: ProviderAdapter>(
 pub async fn list_models(adapter: &Adapter, lease: &Lease) -> Result<Vec<String>, ProviderError> {
     match adapter {
         Adapter::OpenAi(a) => a.list_models(lease).await,
+        Adapter::Azure(a) => a.list_models(lease).await,
+        Adapter::Gemini(a) => a.list_models(lease).await,
     }
 }
 
