@@ -3,6 +3,10 @@
 //! drop mid-stream (`PUT /_mock/behaviour`), and it records what it received
 //! (`GET /_mock/requests`). Answers are deterministic functions of the request.
 
+pub mod azure;
+pub mod gemini;
+mod runner;
+
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use futures_util::stream;
