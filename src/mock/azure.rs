@@ -289,7 +289,10 @@ fn chat(body: &Value, model: &str) -> HttpResponse {
 fn embeddings(body: &Value, model: &str) -> HttpResponse {
     let inputs: Vec<String> = match body.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().map(|v| v.to_string()).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+            .collect(),
         _ => return azure_error(400, "invalid_request", "'input' is required"),
     };
     let data: Vec<Value> = inputs
