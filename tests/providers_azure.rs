@@ -4,8 +4,8 @@
 mod common;
 
 use common::{chat, sse_data, Harness};
-use deja::mock::azure::AzureMock;
 use deja::http::Spawned;
+use deja::mock::azure::AzureMock;
 use serde_json::{json, Value};
 
 struct Setup {
@@ -79,7 +79,9 @@ deployments = {{ "gpt-4o-mini" = "my-4o-mini" }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_goes_to_the_mapped_deployment_with_api_key_and_version() {
     let s = Setup::start("");
-    let r = s.post("/v1/chat/completions", chat("az/gpt-4o-mini", "hi there")).await;
+    let r = s
+        .post("/v1/chat/completions", chat("az/gpt-4o-mini", "hi there"))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-deja-provider"], "az");
     let v: Value = r.json().await.unwrap();
@@ -103,7 +105,9 @@ async fn chat_goes_to_the_mapped_deployment_with_api_key_and_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_auth_and_configured_api_version() {
     let s = Setup::start("");
-    let r = s.post("/v1/chat/completions", chat("azbearer/gpt-4o-mini", "yo")).await;
+    let r = s
+        .post("/v1/chat/completions", chat("azbearer/gpt-4o-mini", "yo"))
+        .await;
     assert_eq!(r.status(), 200);
     let rec = s.mock.state.requests();
     let last = rec.last().unwrap();
@@ -148,7 +152,12 @@ async fn tools_come_back_as_tool_calls() {
     let mut body = chat("az/gpt-4o-mini", "weather?");
     body["tools"] = json!([{"type": "function", "function": {"name": "get_weather",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
-    let v: Value = s.post("/v1/chat/completions", body).await.json().await.unwrap();
+    let v: Value = s
+        .post("/v1/chat/completions", body)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
     assert_eq!(
         v["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
@@ -189,12 +198,20 @@ timeout_secs = 5
 "#,
     );
     // Content filter: 400 with code content_filter and a type added.
-    let r = s.post("/v1/chat/completions", chat("az/gpt-4o-mini", "please filter me")).await;
+    let r = s
+        .post(
+            "/v1/chat/completions",
+            chat("az/gpt-4o-mini", "please filter me"),
+        )
+        .await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "content_filter");
     assert_eq!(v["error"]["type"], "invalid_request_error");
-    assert_eq!(v["error"]["innererror"]["code"], "ResponsibleAIPolicyViolation");
+    assert_eq!(
+        v["error"]["innererror"]["code"],
+        "ResponsibleAIPolicyViolation"
+    );
     // An unmapped model is used as the deployment name; the mock has no such deployment.
     let r = s.post("/v1/chat/completions", chat("az/gpt-4o", "x")).await;
     assert_eq!(r.status(), 404);
@@ -202,7 +219,9 @@ timeout_secs = 5
     assert_eq!(v["error"]["code"], "DeploymentNotFound");
     assert_eq!(s.mock.state.requests().last().unwrap().deployment, "gpt-4o");
     // Unreachable resource -> 502 with deja's code.
-    let r = s.post("/v1/chat/completions", chat("azbad/gpt-4o", "x")).await;
+    let r = s
+        .post("/v1/chat/completions", chat("azbad/gpt-4o", "x"))
+        .await;
     assert_eq!(r.status(), 502);
 }
 
@@ -236,7 +255,10 @@ timeout_secs = 5
     assert_eq!(r.status(), 401);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "authentication_error");
-    assert!(v["error"]["message"].as_str().unwrap().contains("Access denied"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Access denied"));
     let r = c
         .post(format!("{}/v1/chat/completions", gw.url()))
         .json(&chat("v/d", "x"))
@@ -244,7 +266,10 @@ timeout_secs = 5
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(mock.state.requests().last().unwrap().query, "api-version=1999-01-01");
+    assert_eq!(
+        mock.state.requests().last().unwrap().query,
+        "api-version=1999-01-01"
+    );
     gw.stop();
 }
 
@@ -274,6 +299,9 @@ async fn models_are_the_mapped_deployments() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(ids.contains(&"az/gpt-4o-mini".to_owned()), "{ids:?}");
-    assert!(ids.contains(&"az/text-embedding-3-small".to_owned()), "{ids:?}");
+    assert!(
+        ids.contains(&"az/text-embedding-3-small".to_owned()),
+        "{ids:?}"
+    );
     assert!(ids.contains(&"azbearer/gpt-4o-mini".to_owned()), "{ids:?}");
 }

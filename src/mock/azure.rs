@@ -291,7 +291,11 @@ fn embeddings(body: &Value, model: &str) -> HttpResponse {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => a
             .iter()
-            .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
             .collect(),
         _ => return azure_error(400, "invalid_request", "'input' is required"),
     };

@@ -967,3 +967,27 @@ async fn token(state: web::Data<Arc<GeminiMockState>>, body: Bytes) -> HttpRespo
     HttpResponse::Ok()
         .json(json!({"access_token": token, "expires_in": lifetime, "token_type": "Bearer"}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mock_rejects_what_google_rejects() {
+        let ok = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+        assert!(check_generate_request(&ok).is_ok());
+        let bad = [
+            json!({"contents": [{"role": "assistant", "parts": [{"text": "hi"}]}]}),
+            json!({"contents": [{"role": "user", "parts": []}]}),
+            json!({"contents": [{"role": "user", "parts": [{"text": "a", "inlineData": {"mimeType": "image/png", "data": "AA=="}}]}]}),
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "messages": []}),
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "generationConfig": {"max_tokens": 3}}),
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "tools": [{"functionDeclarations": [
+                {"name": "f", "parameters": {"type": "object", "additionalProperties": false, "properties": {"a": {"type": "string"}}}}]}]}),
+            json!({"contents": [{"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": "not base64!"}}]}]}),
+        ];
+        for b in bad {
+            assert!(check_generate_request(&b).is_err(), "accepted {b}");
+        }
+    }
+}
