@@ -188,23 +188,23 @@ fn record(state: &GeminiMockState, req: &HttpRequest, body: &Value) {
         });
 }
 
-fn check_api_key(state: &GeminiMockState, req: &HttpRequest) -> Result<(), HttpResponse> {
+fn check_api_key(state: &GeminiMockState, req: &HttpRequest) -> Result<(), Box<HttpResponse>> {
     match header(req, "x-goog-api-key") {
         Some(k) if k == state.api_key => Ok(()),
-        Some(_) => Err(google_error(
+        Some(_) => Err(Box::new(google_error(
             400,
             "API key not valid. Please pass a valid API key.",
-        )),
-        None => Err(google_error(
+        ))),
+        None => Err(Box::new(google_error(
             403,
             "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
-        )),
+        ))),
     }
 }
 
-fn check_bearer(state: &GeminiMockState, req: &HttpRequest) -> Result<(), HttpResponse> {
+fn check_bearer(state: &GeminiMockState, req: &HttpRequest) -> Result<(), Box<HttpResponse>> {
     let deny = || {
-        google_error(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.")
+        Box::new(google_error(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."))
     };
     let token = header(req, "authorization")
         .and_then(|h| h.strip_prefix("Bearer ").map(str::to_owned))
@@ -219,7 +219,7 @@ fn check_bearer(state: &GeminiMockState, req: &HttpRequest) -> Result<(), HttpRe
 async fn list_models(state: web::Data<Arc<GeminiMockState>>, req: HttpRequest) -> HttpResponse {
     record(&state, &req, &Value::Null);
     if let Err(r) = check_api_key(&state, &req) {
-        return r;
+        return *r;
     }
     // Two pages, as https://ai.google.dev/api/models#method:-models.list pages with nextPageToken.
     let second = req.query_string().contains("pageToken=page-2");
@@ -239,9 +239,13 @@ async fn list_models(state: web::Data<Arc<GeminiMockState>>, req: HttpRequest) -
     }
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, HttpResponse> {
-    serde_json::from_slice(body)
-        .map_err(|e| google_error(400, &format!("Invalid JSON payload received. {e}")))
+fn parse_body(body: &Bytes) -> Result<Value, Box<HttpResponse>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(google_error(
+            400,
+            &format!("Invalid JSON payload received. {e}"),
+        ))
+    })
 }
 
 async fn gemini(
@@ -252,11 +256,11 @@ async fn gemini(
 ) -> HttpResponse {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     record(&state, &req, &body);
     if let Err(r) = check_api_key(&state, &req) {
-        return r;
+        return *r;
     }
     let Some((model, method)) = call.split_once(':') else {
         return google_error(404, "Method not found.");
@@ -277,11 +281,11 @@ async fn vertex(
 ) -> HttpResponse {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     record(&state, &req, &body);
     if let Err(r) = check_bearer(&state, &req) {
-        return r;
+        return *r;
     }
     let (project, location, call) = path.into_inner();
     let Some(acct) = &state.account else {
@@ -392,10 +396,8 @@ fn check_part(p: &Value, at: &str) -> Result<(), String> {
         return Err(format!("* GenerateContentRequest.{at}.data: required oneof field 'data' must have one initialized field"));
     }
     match *data[0] {
-        "text" => {
-            if !p["text"].is_string() {
-                return Err(format!("Invalid value at '{at}.text'"));
-            }
+        "text" if !p["text"].is_string() => {
+            return Err(format!("Invalid value at '{at}.text'"));
         }
         "inlineData" => {
             only_keys(
@@ -621,7 +623,7 @@ struct Answer {
     text: String,
 }
 
-fn answer(body: &Value) -> Result<Answer, HttpResponse> {
+fn answer(body: &Value) -> Result<Answer, Box<HttpResponse>> {
     let contents = body["contents"].as_array().cloned().unwrap_or_default();
     let last = contents.last().cloned().unwrap_or(Value::Null);
     let parts = last["parts"].as_array().cloned().unwrap_or_default();
@@ -647,7 +649,7 @@ fn answer(body: &Value) -> Result<Answer, HttpResponse> {
             503 => "The model is overloaded. Please try again later.",
             _ => "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
         };
-        return Err(google_error(code, msg));
+        return Err(Box::new(google_error(code, msg)));
     }
     if text.contains("block me") {
         return Ok(Answer {
@@ -747,7 +749,7 @@ fn generate(
     }
     let a = match answer(body) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let n = state.responses.fetch_add(1, Ordering::SeqCst) + 1;
     let prompt = prompt_tokens(body);

@@ -305,7 +305,7 @@ fn content_parts(content: Option<&Value>, at: &str) -> Result<Vec<Value>, BadReq
         }
         Some(_) => Err(bad(
             "`content` must be a string or an array.",
-            format!("{at}"),
+            at.to_owned(),
         )),
     }
 }
@@ -1000,10 +1000,7 @@ impl SseParser {
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        loop {
-            let Some((end, sep)) = find_event_end(&self.buf) else {
-                break;
-            };
+        while let Some((end, sep)) = find_event_end(&self.buf) {
             let event: Vec<u8> = self.buf.drain(..end + sep).collect();
             if let Some(d) = event_data(&event[..end]) {
                 out.push(d);
@@ -1362,7 +1359,7 @@ impl ProviderAdapter for GeminiAdapter {
         let model = request_model(req);
         let out = match req.endpoint {
             Endpoint::Embeddings => {
-                embeddings_response(&v, model, wants_base64(&req.body)).map_err(|m| invalid(m))?
+                embeddings_response(&v, model, wants_base64(&req.body)).map_err(invalid)?
             }
             _ => chat_response(&v, model),
         };
