@@ -77,6 +77,12 @@ enum Command {
         /// Models listed by GET /v1/models.
         #[arg(long, value_delimiter = ',', default_value = "mock-model")]
         models: Vec<String>,
+        /// Wire format: openai, azure (deployments named as --models) or gemini (API only).
+        #[arg(long, default_value = "openai")]
+        format: String,
+        /// The key the azure and gemini mocks accept.
+        #[arg(long, default_value = "mock-key")]
+        api_key: String,
     },
     /// Fill the cache from a JSONL or CSV file of prompt/response pairs (resumable).
     Warmup(Box<deja::warmup::WarmupArgs>),
@@ -244,9 +250,42 @@ fn main() -> anyhow::Result<()> {
             no_record,
             workers,
             models,
+            format,
+            api_key,
         } => {
             let listener = TcpListener::bind((host.as_str(), port))
                 .with_context(|| format!("cannot listen on {host}:{port}"))?;
+            match format.as_str() {
+                "openai" => {}
+                "azure" => {
+                    let deployments: Vec<(&str, &str)> =
+                        models.iter().map(|m| (m.as_str(), m.as_str())).collect();
+                    let state = std::sync::Arc::new(deja::mock::azure::AzureMockState::new(
+                        &api_key,
+                        None,
+                        &deployments,
+                    ));
+                    eprintln!("mock Azure OpenAI on http://{}", listener.local_addr()?);
+                    return actix_rt::System::new().block_on(async move {
+                        deja::mock::azure::server(listener, state)?.await?;
+                        anyhow::Ok(())
+                    });
+                }
+                "gemini" => {
+                    let state = std::sync::Arc::new(deja::mock::gemini::GeminiMockState::new(
+                        &api_key, None,
+                    ));
+                    eprintln!(
+                        "mock Gemini API on http://{}/v1beta",
+                        listener.local_addr()?
+                    );
+                    return actix_rt::System::new().block_on(async move {
+                        deja::mock::gemini::server(listener, state)?.await?;
+                        anyhow::Ok(())
+                    });
+                }
+                other => anyhow::bail!("unknown --format `{other}` (openai, azure, gemini)"),
+            }
             let settings = deja::mock::MockSettings {
                 record: !no_record,
                 models,

@@ -45,6 +45,19 @@ pub struct AzureMockState {
 }
 
 impl AzureMockState {
+    /// Accepting `api_key` (and `bearer`, if given) for `deployments` (name, model).
+    pub fn new(api_key: &str, bearer: Option<&str>, deployments: &[(&str, &str)]) -> Self {
+        AzureMockState {
+            api_key: api_key.to_owned(),
+            bearer: bearer.map(str::to_owned),
+            deployments: deployments
+                .iter()
+                .map(|(d, m)| (d.to_string(), m.to_string()))
+                .collect(),
+            requests: Mutex::new(Vec::new()),
+        }
+    }
+
     pub fn requests(&self) -> Vec<AzureRecorded> {
         self.requests
             .lock()
@@ -64,28 +77,9 @@ impl AzureMock {
         bearer: Option<&str>,
         deployments: &[(&str, &str)],
     ) -> std::io::Result<Self> {
-        let state = Arc::new(AzureMockState {
-            api_key: api_key.to_owned(),
-            bearer: bearer.map(str::to_owned),
-            deployments: deployments
-                .iter()
-                .map(|(d, m)| (d.to_string(), m.to_string()))
-                .collect(),
-            requests: Mutex::new(Vec::new()),
-        });
-        let data = web::Data::new(state.clone());
-        let server = Running::start(move |listener| {
-            Ok(HttpServer::new(move || {
-                App::new().app_data(data.clone()).route(
-                    "/openai/deployments/{deployment}/{operation:.*}",
-                    web::post().to(handle),
-                )
-            })
-            .workers(1)
-            .shutdown_timeout(1)
-            .listen(listener)?
-            .run())
-        })?;
+        let state = Arc::new(AzureMockState::new(api_key, bearer, deployments));
+        let st = state.clone();
+        let server = Running::start(move |listener| server(listener, st))?;
         Ok(AzureMock { state, server })
     }
 
@@ -93,6 +87,25 @@ impl AzureMock {
     pub fn endpoint(&self) -> String {
         self.server.url()
     }
+}
+
+/// Serve the mock on `listener` (inside an actix System) until stopped: `deja mock-provider
+/// --format azure` runs it.
+pub fn server(
+    listener: std::net::TcpListener,
+    state: Arc<AzureMockState>,
+) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::new(state);
+    Ok(HttpServer::new(move || {
+        App::new().app_data(data.clone()).route(
+            "/openai/deployments/{deployment}/{operation:.*}",
+            web::post().to(handle),
+        )
+    })
+    .workers(1)
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run())
 }
 
 fn azure_error(status: u16, code: &str, message: &str) -> HttpResponse {

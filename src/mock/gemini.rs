@@ -64,6 +64,20 @@ pub struct GeminiMockState {
 }
 
 impl GeminiMockState {
+    /// Accepting `api_key` (Gemini) and, if given, `account`'s assertions (Vertex AI).
+    pub fn new(api_key: &str, account: Option<MockServiceAccount>) -> Self {
+        GeminiMockState {
+            api_key: api_key.to_owned(),
+            account,
+            token_lifetime_secs: AtomicU64::new(3599),
+            token_requests: AtomicU64::new(0),
+            issued: Mutex::new(HashMap::new()),
+            token_uri: OnceLock::new(),
+            requests: Mutex::new(Vec::new()),
+            responses: AtomicU64::new(0),
+        }
+    }
+
     pub fn requests(&self) -> Vec<GeminiRecorded> {
         self.requests
             .lock()
@@ -89,36 +103,9 @@ pub struct GeminiMock {
 
 impl GeminiMock {
     pub fn start(api_key: &str, account: Option<MockServiceAccount>) -> std::io::Result<Self> {
-        let state = Arc::new(GeminiMockState {
-            api_key: api_key.to_owned(),
-            account,
-            token_lifetime_secs: AtomicU64::new(3599),
-            token_requests: AtomicU64::new(0),
-            issued: Mutex::new(HashMap::new()),
-            token_uri: OnceLock::new(),
-            requests: Mutex::new(Vec::new()),
-            responses: AtomicU64::new(0),
-        });
-        let data = web::Data::new(state.clone());
-        let server = Running::start(move |listener| {
-            Ok(HttpServer::new(move || {
-                App::new()
-                    .app_data(data.clone())
-                    .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-                    .route("/v1beta/models", web::get().to(list_models))
-                    .route("/v1beta/models/{call}", web::post().to(gemini))
-                    .route(
-                        "/v1/projects/{project}/locations/{location}/publishers/google/models/{call}",
-                        web::post().to(vertex),
-                    )
-                    .route("/token", web::post().to(token))
-            })
-            .workers(2)
-            .shutdown_timeout(1)
-            .listen(listener)?
-            .run())
-        })?;
-        let _ = state.token_uri.set(format!("{}/token", server.url()));
+        let state = Arc::new(GeminiMockState::new(api_key, account));
+        let st = state.clone();
+        let server = Running::start(move |listener| server(listener, st))?;
         Ok(GeminiMock { state, server })
     }
 
@@ -141,6 +128,34 @@ impl GeminiMock {
     pub fn token_uri(&self) -> String {
         format!("{}/token", self.server.url())
     }
+}
+
+/// Serve the mock on `listener` (inside an actix System) until stopped: `deja mock-provider
+/// --format gemini` runs it with an API key and no service account.
+pub fn server(
+    listener: std::net::TcpListener,
+    state: Arc<GeminiMockState>,
+) -> std::io::Result<actix_web::dev::Server> {
+    if let Ok(addr) = listener.local_addr() {
+        let _ = state.token_uri.set(format!("http://{addr}/token"));
+    }
+    let data = web::Data::new(state);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+            .route("/v1beta/models", web::get().to(list_models))
+            .route("/v1beta/models/{call}", web::post().to(gemini))
+            .route(
+                "/v1/projects/{project}/locations/{location}/publishers/google/models/{call}",
+                web::post().to(vertex),
+            )
+            .route("/token", web::post().to(token))
+    })
+    .workers(2)
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run())
 }
 
 fn google_status(code: u16) -> &'static str {
