@@ -625,7 +625,7 @@ credentials_file = "/nonexistent/key.json"
 #[test]
 fn config_defaults_for_google_kinds() {
     let cfg = common::config_from(
-        "[providers.g]\nkind = \"gemini\"\napi_key = \"k\"\n[providers.a]\nkind = \"azure\"\nresource = \"myres\"\napi_key = \"k\"\n",
+        "[providers.g]\nkind = \"gemini\"\napi_key = \"k\"\n[providers.a]\nkind = \"azure\"\nresource = \"myres\"\napi_key = \"k\"\n[providers.v]\nkind = \"vertex\"\nlocation = \"global\"\n",
         &[("DEJA__CACHE__ENABLED", "false")],
     );
     assert_eq!(
@@ -635,5 +635,9 @@ fn config_defaults_for_google_kinds() {
     assert_eq!(
         cfg.providers["a"].effective_base_url().as_deref(),
         Some("https://myres.openai.azure.com")
+    );
+    assert_eq!(
+        cfg.providers["v"].effective_base_url().as_deref(),
+        Some("https://aiplatform.googleapis.com/v1")
     );
 }

@@ -121,6 +121,33 @@ mod tests {
     }
 
     #[test]
+    fn azure_needs_its_endpoint_and_gemini_its_key() {
+        let e = env(&[
+            ("AZURE_OPENAI_API_KEY", "az"),
+            ("GOOGLE_API_KEY", "g"),
+            ("DEJA__DISCOVERY__PROBE_OLLAMA", "false"),
+        ]);
+        let mut c = load(None, &e, &Overrides::default()).unwrap();
+        // Without AZURE_OPENAI_ENDPOINT there is nowhere to send Azure requests.
+        assert_eq!(discover_providers(&mut c, &e), vec!["gemini".to_string()]);
+        assert_eq!(
+            c.providers["gemini"].api_key.as_ref().unwrap().expose(),
+            "g"
+        );
+        let e = env(&[
+            ("AZURE_OPENAI_API_KEY", "az"),
+            ("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com/"),
+            ("DEJA__DISCOVERY__PROBE_OLLAMA", "false"),
+        ]);
+        let mut c = load(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(discover_providers(&mut c, &e), vec!["azure".to_string()]);
+        assert_eq!(
+            c.providers["azure"].effective_base_url().unwrap(),
+            "https://res.openai.azure.com"
+        );
+    }
+
+    #[test]
     fn ollama_host_forms() {
         assert_eq!(ollama_url("localhost"), "http://localhost:11434");
         assert_eq!(ollama_url("0.0.0.0:1234"), "http://0.0.0.0:1234");

@@ -212,10 +212,14 @@ impl ProviderConfig {
                     .resource
                     .as_ref()
                     .map(|r| format!("https://{r}.openai.azure.com")),
-                ProviderKind::Vertex => {
-                    let loc = self.location.as_deref().unwrap_or(VERTEX_DEFAULT_LOCATION);
-                    Some(format!("https://{loc}-aiplatform.googleapis.com/v1"))
-                }
+                ProviderKind::Vertex => match self.location.as_deref() {
+                    // The global endpoint has no region prefix.
+                    Some("global") => Some("https://aiplatform.googleapis.com/v1".to_owned()),
+                    loc => Some(format!(
+                        "https://{}-aiplatform.googleapis.com/v1",
+                        loc.unwrap_or(VERTEX_DEFAULT_LOCATION)
+                    )),
+                },
                 _ => None,
             })
             .map(|u| u.trim_end_matches('/').to_owned())
