@@ -81,11 +81,12 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         models: Vec<String>,
         /// Wire format: openai, anthropic (Messages API), bedrock (checks SigV4 against
-        /// AWS's example credentials AKIDEXAMPLE, region us-east-1) or cohere (bearer key
-        /// co-test-key).
+        /// AWS's example credentials AKIDEXAMPLE, region us-east-1), cohere (bearer key
+        /// co-test-key), azure (deployments named as --models) or gemini.
         #[arg(long, default_value = "openai")]
         format: String,
-        /// The only API key the mock accepts (anthropic format; any key when unset).
+        /// The only API key the mock accepts (anthropic: any key when unset; azure and
+        /// gemini: default mock-key).
         #[arg(long)]
         api_key: Option<String>,
     },
@@ -313,9 +314,37 @@ fn main() -> anyhow::Result<()> {
                         anyhow::Ok(())
                     });
                 }
-                other => {
-                    anyhow::bail!("unknown --format `{other}` (openai, anthropic, bedrock, cohere)")
+                "azure" => {
+                    let deployments: Vec<(&str, &str)> =
+                        models.iter().map(|m| (m.as_str(), m.as_str())).collect();
+                    let state = std::sync::Arc::new(deja::mock::azure::AzureMockState::new(
+                        api_key.as_deref().unwrap_or("mock-key"),
+                        None,
+                        &deployments,
+                    ));
+                    eprintln!("mock Azure OpenAI on http://{}", listener.local_addr()?);
+                    return actix_rt::System::new().block_on(async move {
+                        deja::mock::azure::server(listener, state)?.await?;
+                        anyhow::Ok(())
+                    });
                 }
+                "gemini" => {
+                    let state = std::sync::Arc::new(deja::mock::gemini::GeminiMockState::new(
+                        api_key.as_deref().unwrap_or("mock-key"),
+                        None,
+                    ));
+                    eprintln!(
+                        "mock Gemini API on http://{}/v1beta",
+                        listener.local_addr()?
+                    );
+                    return actix_rt::System::new().block_on(async move {
+                        deja::mock::gemini::server(listener, state)?.await?;
+                        anyhow::Ok(())
+                    });
+                }
+                other => anyhow::bail!(
+                    "unknown --format `{other}` (openai, anthropic, bedrock, cohere, azure, gemini)"
+                ),
             }
             let models = if models.is_empty() {
                 vec!["mock-model".to_owned()]

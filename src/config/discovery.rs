@@ -34,6 +34,10 @@ pub fn discover_providers(config: &mut Config, env: &HashMap<String, String>) ->
         {
             p.base_url = Some(url.clone());
         }
+        // A kind without a public default endpoint (Azure) needs its endpoint variable.
+        if p.effective_base_url().is_none() {
+            continue;
+        }
         config.providers.insert(kind.as_str().to_owned(), p);
         added.push(kind.as_str().to_owned());
     }
@@ -114,6 +118,33 @@ mod tests {
             "gsk"
         );
         assert_eq!(c.routing.default_provider, "openai");
+    }
+
+    #[test]
+    fn azure_needs_its_endpoint_and_gemini_its_key() {
+        let e = env(&[
+            ("AZURE_OPENAI_API_KEY", "az"),
+            ("GOOGLE_API_KEY", "g"),
+            ("DEJA__DISCOVERY__PROBE_OLLAMA", "false"),
+        ]);
+        let mut c = load(None, &e, &Overrides::default()).unwrap();
+        // Without AZURE_OPENAI_ENDPOINT there is nowhere to send Azure requests.
+        assert_eq!(discover_providers(&mut c, &e), vec!["gemini".to_string()]);
+        assert_eq!(
+            c.providers["gemini"].api_key.as_ref().unwrap().expose(),
+            "g"
+        );
+        let e = env(&[
+            ("AZURE_OPENAI_API_KEY", "az"),
+            ("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com/"),
+            ("DEJA__DISCOVERY__PROBE_OLLAMA", "false"),
+        ]);
+        let mut c = load(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(discover_providers(&mut c, &e), vec!["azure".to_string()]);
+        assert_eq!(
+            c.providers["azure"].effective_base_url().unwrap(),
+            "https://res.openai.azure.com"
+        );
     }
 
     #[test]

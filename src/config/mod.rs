@@ -133,6 +133,47 @@ pub struct ProviderConfig {
     pub aws_secret_access_key: Option<Secret>,
     #[serde(default)]
     pub aws_session_token: Option<Secret>,
+
+    // --- Azure OpenAI (`azure`), Google Gemini (`gemini`) and Vertex AI (`vertex`) ---
+    /// Azure: the resource name; the base URL becomes `https://{resource}.openai.azure.com`.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Azure: the `api-version` query parameter (default [`AZURE_DEFAULT_API_VERSION`]).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Azure: send the key as `api-key` (default) or as `Authorization: Bearer` (an Entra token).
+    #[serde(default)]
+    pub auth: Option<AzureAuth>,
+    /// Azure: model name -> deployment name; unmapped models are used as deployment names.
+    #[serde(default)]
+    pub deployments: BTreeMap<String, String>,
+    /// Vertex AI: the Google Cloud project id (default: the service account's `project_id`).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Vertex AI: the region (default `us-central1`); the base URL becomes
+    /// `https://{location}-aiplatform.googleapis.com/v1`.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Vertex AI: the service-account JSON key file (default: env `GOOGLE_APPLICATION_CREDENTIALS`).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+}
+
+/// The `api-version` deja sends to Azure OpenAI unless `api_version` says otherwise
+/// (a GA data-plane inference version).
+pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+/// The region deja uses for Vertex AI unless `location` says otherwise.
+pub const VERTEX_DEFAULT_LOCATION: &str = "us-central1";
+
+/// How deja authenticates to Azure OpenAI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AzureAuth {
+    /// `api-key: KEY`.
+    #[default]
+    ApiKey,
+    /// `Authorization: Bearer TOKEN` (a Microsoft Entra ID access token).
+    Bearer,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +216,13 @@ impl ProviderConfig {
             aws_access_key_id: None,
             aws_secret_access_key: None,
             aws_session_token: None,
+            resource: None,
+            api_version: None,
+            auth: None,
+            deployments: BTreeMap::new(),
+            project: None,
+            location: None,
+            credentials_file: None,
         }
     }
 
@@ -184,6 +232,21 @@ impl ProviderConfig {
             .clone()
             .or_else(|| self.kind.default_base_url().map(str::to_owned))
             .or_else(|| crate::providers::bedrock::regional_base_url(self))
+            .or_else(|| match self.kind {
+                ProviderKind::Azure => self
+                    .resource
+                    .as_ref()
+                    .map(|r| format!("https://{r}.openai.azure.com")),
+                ProviderKind::Vertex => match self.location.as_deref() {
+                    // The global endpoint has no region prefix.
+                    Some("global") => Some("https://aiplatform.googleapis.com/v1".to_owned()),
+                    loc => Some(format!(
+                        "https://{}-aiplatform.googleapis.com/v1",
+                        loc.unwrap_or(VERTEX_DEFAULT_LOCATION)
+                    )),
+                },
+                _ => None,
+            })
             .map(|u| u.trim_end_matches('/').to_owned())
     }
 
@@ -422,6 +485,12 @@ fn resolve_secrets(
             }
         }
         crate::providers::bedrock::apply_aws_env(p, env);
+        if p.kind == ProviderKind::Vertex && p.credentials_file.is_none() {
+            p.credentials_file = env
+                .get("GOOGLE_APPLICATION_CREDENTIALS")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from);
+        }
     }
     Ok(())
 }

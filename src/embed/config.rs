@@ -58,6 +58,10 @@ pub struct EmbedderConfig {
     /// Most texts waiting or being embedded at once; beyond it requests are
     /// refused with [`EmbedError::Overloaded`].
     pub queue_limit: usize,
+    /// Serve this model on `POST /v1/embeddings` as `local/{serve_name}` (no upstream call).
+    /// Empty: do not serve it. The embedder starts on the first such request unless the
+    /// semantic cache already runs it.
+    pub serve_name: String,
 }
 
 impl Default for EmbedderConfig {
@@ -75,6 +79,7 @@ impl Default for EmbedderConfig {
             batch_max: 32,
             batch_wait_us: 0,
             queue_limit: 1024,
+            serve_name: "all-MiniLM-L6-v2".into(),
         }
     }
 }

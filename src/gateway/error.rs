@@ -28,6 +28,9 @@ pub enum GatewayError {
     /// The cache or embedder failed (the request cannot be served as asked).
     #[error("cache error: {0}")]
     Cache(String),
+    /// deja's own embedding model (`local/...` on `/v1/embeddings`) failed.
+    #[error("local embedding model error: {0}")]
+    LocalEmbedder(String),
 }
 
 impl GatewayError {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod cached;
 mod error;
+pub mod local_embed;
 pub mod messages;
 mod stream;
 pub mod verify;
@@ -41,6 +42,8 @@ pub struct Gateway {
     providers: HashMap<String, ProviderHandle>,
     /// `None` when `cache.enabled = false`.
     pub cache: Option<Arc<SemanticCache>>,
+    /// deja's own embedding model on `/v1/embeddings`; `None` when not offered.
+    pub local_embeddings: Option<local_embed::LocalEmbeddings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,11 +111,16 @@ impl Gateway {
         } else {
             None
         };
+        let local_embeddings = local_embed::LocalEmbeddings::new(
+            &config.embedder,
+            cache.as_ref().map(|c| c.embedder.clone()),
+        );
         Ok(Arc::new(Gateway {
             config: Arc::new(config),
             router,
             providers,
             cache,
+            local_embeddings,
         }))
     }
 
@@ -301,6 +309,13 @@ pub async fn forward(
     controls: &CacheControls,
 ) -> Result<Reply, GatewayError> {
     let req = parse_request(endpoint, body)?;
+    if let Some(local) = gw
+        .local_embeddings
+        .as_ref()
+        .filter(|l| endpoint == Endpoint::Embeddings && l.serves(&req.model))
+    {
+        return local.embed(&req).await;
+    }
     let route = gw.router.resolve(&req.model)?;
     match &gw.cache {
         Some(cache) => cached::serve(cache, gw, &route, req, controls).await,
@@ -375,6 +390,11 @@ pub fn list_models(gw: &Gateway) -> Value {
     let mut data: Vec<Value> = Vec::new();
     for (alias, target) in gw.router.aliases() {
         data.push(json!({"id": alias, "object": "model", "created": 0, "owned_by": "deja", "deja_target": target}));
+    }
+    if let Some(local) = &gw.local_embeddings {
+        data.push(
+            json!({"id": local.model_id(), "object": "model", "created": 0, "owned_by": "deja"}),
+        );
     }
     for (p, m) in gw.router.registry().all() {
         data.push(

@@ -75,6 +75,7 @@ impl ResponseError for ApiError {
                 },
                 GatewayError::Overloaded { .. } => 503,
                 GatewayError::Cache(_) => 500,
+                GatewayError::LocalEmbedder(_) => 500,
                 GatewayError::CacheDisabled => 404,
                 GatewayError::EntryNotFound(_) => 404,
             },

@@ -4,8 +4,11 @@
 //! (`GET /_mock/requests`). Answers are deterministic functions of the request.
 
 pub mod anthropic;
+pub mod azure;
 pub mod bedrock;
 pub mod cohere;
+pub mod gemini;
+mod runner;
 mod server_thread;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};

@@ -807,7 +807,7 @@ impl ProviderAdapter for AnthropicAdapter {
     fn translate_response(
         &self,
         provider: &Arc<str>,
-        _endpoint: Endpoint,
+        _req: &ProviderRequest,
         body: Bytes,
     ) -> Result<Bytes, ProviderError> {
         let invalid = |message: String| ProviderError::InvalidResponse {
@@ -820,23 +820,13 @@ impl ProviderAdapter for AnthropicAdapter {
         Ok(Bytes::from(out.to_string()))
     }
 
-    fn translate_stream(&self, provider: &Arc<str>, resp: reqwest::Response) -> ChunkStream {
-        self.translate_stream_for(provider, false, resp)
-    }
-
-    fn translate_stream_with_request(
+    fn translate_stream(
         &self,
         provider: &Arc<str>,
         req: &ProviderRequest,
         resp: reqwest::Response,
     ) -> ChunkStream {
-        let include_usage = req
-            .body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        self.translate_stream_for(provider, include_usage, resp)
+        self.translate_stream_for(provider, super::wants_stream_usage(req), resp)
     }
 
     fn translate_error(&self, provider: &Arc<str>, status: u16, body: Bytes) -> ProviderError {

@@ -292,14 +292,14 @@ impl BedrockAdapter {
                     let status = resp.status().as_u16();
                     if req.stream {
                         return Ok(ProviderReply::Stream {
-                            stream: self.translate_stream(provider, resp),
+                            stream: self.translate_stream(provider, req, resp),
                         });
                     }
                     let body = resp
                         .bytes()
                         .await
                         .map_err(|e| ProviderError::from_reqwest(provider, e, timeout))?;
-                    let body = self.translate_response(provider, req.endpoint, body)?;
+                    let body = self.translate_response(provider, req, body)?;
                     Ok(ProviderReply::Complete { status, body })
                 }
             }
@@ -1000,9 +1000,10 @@ impl ProviderAdapter for BedrockAdapter {
     fn translate_response(
         &self,
         provider: &Arc<str>,
-        endpoint: Endpoint,
+        req: &ProviderRequest,
         body: Bytes,
     ) -> Result<Bytes, ProviderError> {
+        let endpoint = req.endpoint;
         let invalid = |message: String| ProviderError::InvalidResponse {
             provider: provider.clone(),
             message,
@@ -1018,7 +1019,12 @@ impl ProviderAdapter for BedrockAdapter {
         Ok(Bytes::from(out.to_string()))
     }
 
-    fn translate_stream(&self, provider: &Arc<str>, resp: reqwest::Response) -> ChunkStream {
+    fn translate_stream(
+        &self,
+        provider: &Arc<str>,
+        _req: &ProviderRequest,
+        resp: reqwest::Response,
+    ) -> ChunkStream {
         decode_stream(provider, resp, ConverseStreamDecoder::new())
     }
 

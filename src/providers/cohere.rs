@@ -544,9 +544,10 @@ impl ProviderAdapter for CohereAdapter {
     fn translate_response(
         &self,
         provider: &Arc<str>,
-        endpoint: Endpoint,
+        req: &ProviderRequest,
         body: Bytes,
     ) -> Result<Bytes, ProviderError> {
+        let endpoint = req.endpoint;
         let invalid = |message: String| ProviderError::InvalidResponse {
             provider: provider.clone(),
             message,
@@ -567,7 +568,12 @@ impl ProviderAdapter for CohereAdapter {
         Ok(Bytes::from(out.to_string()))
     }
 
-    fn translate_stream(&self, provider: &Arc<str>, resp: reqwest::Response) -> ChunkStream {
+    fn translate_stream(
+        &self,
+        provider: &Arc<str>,
+        _req: &ProviderRequest,
+        resp: reqwest::Response,
+    ) -> ChunkStream {
         decode_stream(provider, resp, CohereStreamDecoder::new())
     }
 

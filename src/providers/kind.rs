@@ -13,6 +13,10 @@ pub enum WireFormat {
     Bedrock,
     /// Cohere's v2 Chat and Embed API.
     Cohere,
+    /// Azure OpenAI: the OpenAI body at per-deployment URLs with `api-version` and `api-key`.
+    Azure,
+    /// Google's `generateContent` format (Gemini API and Vertex AI).
+    Gemini,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -42,6 +46,12 @@ pub enum ProviderKind {
     /// AWS Bedrock; the endpoint follows `region` (see [`ProviderKind::default_base_url`]).
     Bedrock,
     Cohere,
+    /// Azure OpenAI (`https://{resource}.openai.azure.com`).
+    Azure,
+    /// Google Gemini API (API key).
+    Gemini,
+    /// Google Vertex AI (service-account credentials, regional endpoint).
+    Vertex,
 }
 
 impl ProviderKind {
@@ -63,6 +73,9 @@ impl ProviderKind {
         ProviderKind::Anthropic,
         ProviderKind::Bedrock,
         ProviderKind::Cohere,
+        ProviderKind::Azure,
+        ProviderKind::Gemini,
+        ProviderKind::Vertex,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +97,9 @@ impl ProviderKind {
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Bedrock => "bedrock",
             ProviderKind::Cohere => "cohere",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Vertex => "vertex",
         }
     }
 
@@ -106,6 +122,8 @@ impl ProviderKind {
             ProviderKind::Anthropic => WireFormat::Anthropic,
             ProviderKind::Bedrock => WireFormat::Bedrock,
             ProviderKind::Cohere => WireFormat::Cohere,
+            ProviderKind::Azure => WireFormat::Azure,
+            ProviderKind::Gemini | ProviderKind::Vertex => WireFormat::Gemini,
         }
     }
 
@@ -129,7 +147,12 @@ impl ProviderKind {
             ProviderKind::Cohere => "https://api.cohere.com",
             // Regional: `https://bedrock-runtime.{region}.amazonaws.com`, built from the
             // provider's `region` by `ProviderConfig::effective_base_url`.
-            ProviderKind::OpenAiCompatible | ProviderKind::Bedrock => return None,
+            ProviderKind::Gemini => "https://generativelanguage.googleapis.com/v1beta",
+            // Built from `resource` (Azure) or `location` (Vertex AI) by the config.
+            ProviderKind::OpenAiCompatible
+            | ProviderKind::Bedrock
+            | ProviderKind::Azure
+            | ProviderKind::Vertex => return None,
         })
     }
 
@@ -149,7 +172,11 @@ impl ProviderKind {
             ProviderKind::Anthropic => &["ANTHROPIC_API_KEY"],
             ProviderKind::Cohere => &["CO_API_KEY", "COHERE_API_KEY"],
             // Bedrock signs with AWS credentials (AWS_ACCESS_KEY_ID, ...), not an API key.
+            ProviderKind::Azure => &["AZURE_OPENAI_API_KEY"],
+            ProviderKind::Gemini => &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+            // Vertex AI authenticates with a service account, not a key.
             ProviderKind::Bedrock
+            | ProviderKind::Vertex
             | ProviderKind::Ollama
             | ProviderKind::Vllm
             | ProviderKind::LmStudio
@@ -164,6 +191,7 @@ impl ProviderKind {
             ProviderKind::Groq => Some("GROQ_BASE_URL"),
             ProviderKind::Mistral => Some("MISTRAL_BASE_URL"),
             ProviderKind::Cohere => Some("CO_API_URL"),
+            ProviderKind::Azure => Some("AZURE_OPENAI_ENDPOINT"),
             _ => None,
         }
     }

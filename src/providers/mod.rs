@@ -5,8 +5,10 @@
 //! chunks); [`send`] is the shared driver that applies timeouts and maps transport errors.
 
 pub mod anthropic;
+mod azure;
 pub mod bedrock;
 pub mod cohere;
+mod gemini;
 mod kind;
 mod native_common;
 mod openai;
@@ -17,6 +19,10 @@ pub mod sse;
 pub use anthropic::AnthropicAdapter;
 pub use bedrock::BedrockAdapter;
 pub use cohere::CohereAdapter;
+mod vertex_auth;
+
+pub use azure::AzureAdapter;
+pub use gemini::GeminiAdapter;
 pub use kind::{ProviderKind, WireFormat};
 pub use openai::OpenAiAdapter;
 pub use pool::{
@@ -149,28 +155,23 @@ pub trait ProviderAdapter: Send + Sync {
         req: &ProviderRequest,
     ) -> impl Future<Output = Result<reqwest::RequestBuilder, ProviderError>> + Send;
 
-    /// Turn a 2xx non-streaming response body into an OpenAI-format body.
+    /// Turn a 2xx non-streaming response body into an OpenAI-format body. `req` is the
+    /// request it answers (its endpoint, model, `encoding_format`...).
     fn translate_response(
         &self,
         provider: &Arc<str>,
-        endpoint: Endpoint,
+        req: &ProviderRequest,
         body: Bytes,
     ) -> Result<Bytes, ProviderError>;
 
-    /// Turn a 2xx streaming response into OpenAI SSE chunks.
-    fn translate_stream(&self, provider: &Arc<str>, resp: reqwest::Response) -> ChunkStream;
-
-    /// [`Self::translate_stream`] for adapters that need the request (e.g. whether the
-    /// client asked `stream_options.include_usage`); the driver calls this one.
-    fn translate_stream_with_request(
+    /// Turn a 2xx streaming response into OpenAI SSE chunks; `req` says e.g. whether the
+    /// client asked for `stream_options.include_usage`.
+    fn translate_stream(
         &self,
         provider: &Arc<str>,
         req: &ProviderRequest,
         resp: reqwest::Response,
-    ) -> ChunkStream {
-        let _ = req;
-        self.translate_stream(provider, resp)
-    }
+    ) -> ChunkStream;
 
     /// Turn a provider error response into an OpenAI-shaped error.
     fn translate_error(&self, provider: &Arc<str>, status: u16, body: Bytes) -> ProviderError;
@@ -190,6 +191,8 @@ pub enum Adapter {
     Anthropic(AnthropicAdapter),
     Bedrock(BedrockAdapter),
     Cohere(CohereAdapter),
+    Azure(AzureAdapter),
+    Gemini(GeminiAdapter),
 }
 
 impl Adapter {
@@ -201,6 +204,8 @@ impl Adapter {
             WireFormat::Anthropic => Adapter::Anthropic(AnthropicAdapter::new(id, cfg)?),
             WireFormat::Bedrock => Adapter::Bedrock(BedrockAdapter::new(id, cfg)?),
             WireFormat::Cohere => Adapter::Cohere(CohereAdapter),
+            WireFormat::Azure => Adapter::Azure(AzureAdapter::new(cfg)),
+            WireFormat::Gemini => Adapter::Gemini(GeminiAdapter::new(id, cfg)?),
         })
     }
 }
@@ -219,6 +224,8 @@ pub async fn send(
         Adapter::Cohere(a) => send_with(a, provider, lease, req)
             .await
             .map(|r| native_common::finish_reply(r, req)),
+        Adapter::Azure(a) => send_with(a, provider, lease, req).await,
+        Adapter::Gemini(a) => send_with(a, provider, lease, req).await,
     }
 }
 
@@ -242,14 +249,14 @@ async fn send_with<A: ProviderAdapter>(
         }
         if req.stream {
             return Ok(ProviderReply::Stream {
-                stream: a.translate_stream_with_request(provider, req, resp),
+                stream: a.translate_stream(provider, req, resp),
             });
         }
         let body = resp
             .bytes()
             .await
             .map_err(|e| ProviderError::from_reqwest(provider, e, timeout))?;
-        let body = a.translate_response(provider, req.endpoint, body)?;
+        let body = a.translate_response(provider, req, body)?;
         Ok(ProviderReply::Complete { status, body })
     };
     match tokio::time::timeout(timeout, fut).await {
@@ -268,6 +275,8 @@ pub async fn list_models(adapter: &Adapter, lease: &Lease) -> Result<Vec<String>
         Adapter::Anthropic(a) => a.list_models(lease).await,
         Adapter::Bedrock(a) => a.list_models(lease).await,
         Adapter::Cohere(a) => a.list_models(lease).await,
+        Adapter::Azure(a) => a.list_models(lease).await,
+        Adapter::Gemini(a) => a.list_models(lease).await,
     }
 }
 
@@ -289,4 +298,13 @@ pub(crate) fn passthrough_stream(provider: &Arc<str>, resp: reqwest::Response) -
             std::future::ready(go)
         })
         .boxed()
+}
+
+/// Whether the client asked for a final usage chunk (`stream_options.include_usage`).
+pub(crate) fn wants_stream_usage(req: &ProviderRequest) -> bool {
+    req.body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }

@@ -3,8 +3,7 @@
 //! vLLM, LM Studio, custom). Requests and responses pass through unchanged but for `model`.
 
 use super::{
-    passthrough_stream, ChunkStream, Endpoint, Lease, ProviderAdapter, ProviderError,
-    ProviderRequest,
+    passthrough_stream, ChunkStream, Lease, ProviderAdapter, ProviderError, ProviderRequest,
 };
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -38,13 +37,18 @@ impl ProviderAdapter for OpenAiAdapter {
     fn translate_response(
         &self,
         _provider: &Arc<str>,
-        _endpoint: Endpoint,
+        _req: &ProviderRequest,
         body: Bytes,
     ) -> Result<Bytes, ProviderError> {
         Ok(body)
     }
 
-    fn translate_stream(&self, provider: &Arc<str>, resp: reqwest::Response) -> ChunkStream {
+    fn translate_stream(
+        &self,
+        provider: &Arc<str>,
+        _req: &ProviderRequest,
+        resp: reqwest::Response,
+    ) -> ChunkStream {
         passthrough_stream(provider, resp)
     }
 

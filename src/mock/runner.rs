@@ -1,0 +1,55 @@
+//! Run an actix-web app on its own thread and port (the provider mocks other than OpenAI's).
+
+use actix_web::dev::ServerHandle;
+use std::net::{SocketAddr, TcpListener};
+
+/// A server on its own thread; stopped when dropped.
+pub struct Running {
+    pub addr: SocketAddr,
+    handle: ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Bind 127.0.0.1:0 and serve `make()` (called on the server thread).
+    pub fn start<F>(make: F) -> std::io::Result<Self>
+    where
+        F: FnOnce(TcpListener) -> std::io::Result<actix_web::dev::Server> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                match make(listener) {
+                    Ok(srv) => {
+                        let _ = tx.send(Ok(srv.handle()));
+                        let _ = srv.await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })
+        });
+        let handle = rx.recv().map_err(std::io::Error::other)??;
+        Ok(Running {
+            addr,
+            handle,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        crate::http::stop_server(self.handle.clone(), false);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
