@@ -598,7 +598,12 @@ impl VectorIndex {
             let mut max_id = 0;
             for_each_point(&g, |id, _| max_id = max_id.max(id));
             let base = format!("p{i}-{stamp}");
-            let written = g.file_dump(dir, &base).map_err(io_err)?;
+            // hnsw_rs panics (rather than erring) when it cannot create the files, e.g.
+            // the directory vanished or the disk is read-only: contain it
+            let written =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.file_dump(dir, &base)))
+                    .map_err(|_| io_err(format!("hnsw_rs panicked writing {}", dir.display())))?
+                    .map_err(io_err)?;
             if written != base {
                 return Err(io_err(format!("hnsw_rs dumped to {written}, not {base}")));
             }
@@ -688,6 +693,25 @@ mod tests {
         assert_eq!(ClampedCosine.eval(&[f32::NAN], &[1.0]), 2.0);
         assert_eq!(ClampedCosine.eval(&[1.0, 0.0], &[1.0]), 2.0);
         assert_eq!(ClampedCosine.eval(&[2.0], &[2.0]), 0.0);
+    }
+
+    #[test]
+    fn a_dump_that_cannot_be_written_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = VectorIndex::new(HnswConfig::default());
+        let part = index.part_or_create("p");
+        index.insert(&part, &[(1, normalized(&[1.0, 0.0, 0.0], 3).unwrap())]);
+        // occupy the names the next 5 s of dumps would write as directories
+        let now = super::super::now_ms();
+        for ms in now..now + 5000 {
+            std::fs::create_dir(dir.path().join(format!("p0-{ms}.hnsw.graph"))).unwrap();
+        }
+        let r = index.dump(dir.path(), "db", 3, true);
+        assert!(r.is_err(), "{r:?}");
+        assert!(
+            read_manifest(dir.path()).is_none(),
+            "no manifest for a failed dump"
+        );
     }
 
     #[test]
