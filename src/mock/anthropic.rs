@@ -705,55 +705,28 @@ pub fn server(
 pub struct AnthropicMock {
     pub addr: SocketAddr,
     pub state: Arc<AnthropicMockState>,
-    handle: actix_web::dev::ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: super::runner::Running,
 }
 
 impl AnthropicMock {
     /// Start on a free port; `api_key`, when set, is the only key accepted.
     pub fn start(api_key: Option<&str>) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(AnthropicMockState::new(
             api_key.map(str::to_owned),
             DEFAULT_MODELS.iter().map(|s| s.to_string()).collect(),
         ));
         let st = state.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                match server(listener, st) {
-                    Ok(srv) => {
-                        let _ = tx.send(Ok(srv.handle()));
-                        let _ = srv.await;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
-            })
-        });
-        let handle = rx.recv().map_err(std::io::Error::other)??;
+        let server = super::runner::Running::start(move |l| server(l, st))?;
         Ok(AnthropicMock {
-            addr,
+            addr: server.addr,
             state,
-            handle,
-            thread: Some(thread),
+            _server: server,
         })
     }
 
     /// Base URL including `/v1`, as a provider's `base_url`.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
-    }
-}
-
-impl Drop for AnthropicMock {
-    fn drop(&mut self) {
-        crate::http::stop_server(self.handle.clone(), false);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -870,7 +870,7 @@ impl BedrockMockState {
 pub struct BedrockMock {
     pub addr: SocketAddr,
     pub state: Arc<BedrockMockState>,
-    _server: super::server_thread::ServerThread,
+    _server: super::runner::Running,
 }
 
 impl BedrockMock {
@@ -879,7 +879,7 @@ impl BedrockMock {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let st = state.clone();
-        let server = super::server_thread::ServerThread::start(listener, move |l| server(l, st))?;
+        let server = super::runner::Running::on(listener, move |l| server(l, st))?;
         Ok(BedrockMock {
             addr,
             state,

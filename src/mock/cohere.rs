@@ -511,7 +511,7 @@ impl CohereMockState {
 pub struct CohereMock {
     pub addr: SocketAddr,
     pub state: Arc<CohereMockState>,
-    _server: super::server_thread::ServerThread,
+    _server: super::runner::Running,
 }
 
 impl CohereMock {
@@ -520,7 +520,7 @@ impl CohereMock {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let st = state.clone();
-        let server = super::server_thread::ServerThread::start(listener, move |l| server(l, st))?;
+        let server = super::runner::Running::on(listener, move |l| server(l, st))?;
         Ok(CohereMock {
             addr,
             state,

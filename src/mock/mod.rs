@@ -9,7 +9,6 @@ pub mod bedrock;
 pub mod cohere;
 pub mod gemini;
 mod runner;
-mod server_thread;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
@@ -510,51 +509,24 @@ pub fn server(
 pub struct MockProvider {
     pub addr: SocketAddr,
     pub state: Arc<MockState>,
-    handle: actix_web::dev::ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: runner::Running,
 }
 
 impl MockProvider {
     pub fn start(settings: MockSettings) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(MockState::new(&settings));
         let st = state.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                match server(listener, st, settings.workers) {
-                    Ok(srv) => {
-                        let _ = tx.send(Ok(srv.handle()));
-                        let _ = srv.await;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
-            })
-        });
-        let handle = rx.recv().map_err(std::io::Error::other)??;
+        let server = runner::Running::start(move |l| server(l, st, settings.workers))?;
         Ok(MockProvider {
-            addr,
+            addr: server.addr,
             state,
-            handle,
-            thread: Some(thread),
+            _server: server,
         })
     }
 
     /// Base URL including `/v1`, as a provider's `base_url`.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
-    }
-}
-
-impl Drop for MockProvider {
-    fn drop(&mut self) {
-        crate::http::stop_server(self.handle.clone(), false);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

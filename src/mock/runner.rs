@@ -1,4 +1,4 @@
-//! Run an actix-web app on its own thread and port (the provider mocks other than OpenAI's).
+//! Run a mock's actix-web server on its own thread and port (tests, benchmarks).
 
 use actix_web::dev::ServerHandle;
 use std::net::{SocketAddr, TcpListener};
@@ -16,7 +16,14 @@ impl Running {
     where
         F: FnOnce(TcpListener) -> std::io::Result<actix_web::dev::Server> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::on(TcpListener::bind("127.0.0.1:0")?, make)
+    }
+
+    /// Serve `make(listener)` on a new thread with its own actix System.
+    pub fn on<F>(listener: TcpListener, make: F) -> std::io::Result<Self>
+    where
+        F: FnOnce(TcpListener) -> std::io::Result<actix_web::dev::Server> + Send + 'static,
+    {
         let addr = listener.local_addr()?;
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {

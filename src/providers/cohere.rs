@@ -590,30 +590,10 @@ impl ProviderAdapter for CohereAdapter {
     }
 
     async fn list_models(&self, lease: &Lease) -> Result<Vec<String>, ProviderError> {
-        let resp = lease
-            .authorize(lease.client.get(format!("{}/v1/models", lease.base_url)))
-            .timeout(lease.timeout.min(std::time::Duration::from_secs(10)))
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_reqwest(&lease.provider, e, lease.timeout))?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.unwrap_or_default();
-        if !(200..300).contains(&status) {
-            return Err(self.translate_error(&lease.provider, status, body));
-        }
-        let v: Value =
-            serde_json::from_slice(&body).map_err(|e| ProviderError::InvalidResponse {
-                provider: lease.provider.clone(),
-                message: format!("model list is not JSON: {e}"),
-            })?;
-        Ok(v.get("models")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|m| m.get("name").and_then(Value::as_str).map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default())
+        let url = format!("{}/v1/models", lease.base_url);
+        let v =
+            super::fetch_model_list(self, lease, lease.authorize(lease.client.get(url))).await?;
+        Ok(super::names_in(&v, "models", "name"))
     }
 }
 

@@ -1389,33 +1389,12 @@ impl ProviderAdapter for GeminiAdapter {
                     &url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>(),
                 );
             }
-            let b = lease
-                .client
-                .get(url)
-                .timeout(lease.timeout.min(std::time::Duration::from_secs(10)));
-            let resp = self
-                .authorize(lease, b)
-                .await?
-                .send()
-                .await
-                .map_err(|e| ProviderError::from_reqwest(&lease.provider, e, lease.timeout))?;
-            let status = resp.status().as_u16();
-            let body = resp.bytes().await.unwrap_or_default();
-            if !(200..300).contains(&status) {
-                return Err(self.translate_error(&lease.provider, status, body));
-            }
-            let v: Value =
-                serde_json::from_slice(&body).map_err(|e| ProviderError::InvalidResponse {
-                    provider: lease.provider.clone(),
-                    message: format!("model list is not JSON: {e}"),
-                })?;
+            let b = self.authorize(lease, lease.client.get(url)).await?;
+            let v = super::fetch_model_list(self, lease, b).await?;
             names.extend(
-                v.get("models")
-                    .and_then(Value::as_array)
+                super::names_in(&v, "models", "name")
                     .into_iter()
-                    .flatten()
-                    .filter_map(|m| m.get("name").and_then(Value::as_str))
-                    .map(|n| n.strip_prefix("models/").unwrap_or(n).to_owned()),
+                    .map(|n| n.strip_prefix("models/").map(str::to_owned).unwrap_or(n)),
             );
             match v.get("nextPageToken").and_then(Value::as_str) {
                 Some(t) if !t.is_empty() => page = Some(t.to_owned()),

@@ -308,3 +308,38 @@ pub(crate) fn wants_stream_usage(req: &ProviderRequest) -> bool {
         .and_then(Value::as_bool)
         .unwrap_or(false)
 }
+
+/// Send a model-list request (`builder`: already authorised) with a short timeout and
+/// return its JSON body; a non-2xx answer goes through the adapter's error translation.
+pub(crate) async fn fetch_model_list<A: ProviderAdapter>(
+    adapter: &A,
+    lease: &Lease,
+    builder: reqwest::RequestBuilder,
+) -> Result<Value, ProviderError> {
+    let resp = builder
+        .timeout(lease.timeout.min(Duration::from_secs(10)))
+        .send()
+        .await
+        .map_err(|e| ProviderError::from_reqwest(&lease.provider, e, lease.timeout))?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.unwrap_or_default();
+    if !(200..300).contains(&status) {
+        return Err(adapter.translate_error(&lease.provider, status, body));
+    }
+    serde_json::from_slice(&body).map_err(|e| ProviderError::InvalidResponse {
+        provider: lease.provider.clone(),
+        message: format!("model list is not JSON: {e}"),
+    })
+}
+
+/// The strings at `v[list][*][field]` (model ids in a list response).
+pub(crate) fn names_in(v: &Value, list: &str, field: &str) -> Vec<String> {
+    v.get(list)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.get(field).and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
