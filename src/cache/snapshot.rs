@@ -6,7 +6,9 @@
 //! contiguous, neighbour lists as CSR over dense `u32` indices) and searches it with
 //! the textbook HNSW procedure (greedy descent through the upper layers, beam search
 //! of width `ef` on layer 0) with no allocation but the result heaps and a reused
-//! visited-marks buffer.
+//! visited-marks buffer. The walk scores int8 copies of the vectors; the `ef` points it
+//! ends with are re-scored with the f32 vectors, which give the order and the
+//! similarities returned.
 //!
 //! Points inserted after the copy was taken wait in a small "recent" list that is
 //! scanned exactly; when that list grows past a fraction of the snapshot the owner
@@ -23,8 +25,12 @@ pub(crate) struct Snapshot {
     dims: usize,
     /// Dense index -> entry id.
     ids: Vec<u64>,
-    /// `ids.len() * dims` unit-vector components.
+    /// `ids.len() * dims` unit-vector components (exact scores for the final ranking).
     vectors: Vec<f32>,
+    /// The same vectors as int8 codes, `vector ≈ code * scale`: the graph walk scores
+    /// these (a quarter of the memory traffic), the best `ef` are re-scored exactly.
+    codes: Vec<i8>,
+    scales: Vec<f32>,
     /// Layer 0 neighbours of point `i`: `links0[offsets0[i]..offsets0[i + 1]]`.
     offsets0: Vec<u32>,
     links0: Vec<u32>,
@@ -70,6 +76,8 @@ impl Snapshot {
             dims,
             ids: Vec::new(),
             vectors: Vec::new(),
+            codes: Vec::new(),
+            scales: Vec::new(),
             offsets0: vec![0],
             links0: Vec::new(),
             upper: Vec::new(),
@@ -128,10 +136,17 @@ impl Snapshot {
             }
             offsets0.push(links0.len() as u32);
         }
+        let mut codes = vec![0i8; vectors.len()];
+        let mut scales = Vec::with_capacity(n);
+        for (v, c) in vectors.chunks(dims).zip(codes.chunks_mut(dims)) {
+            scales.push(quantize(v, c));
+        }
         Snapshot {
             dims,
             ids,
             vectors,
+            codes,
+            scales,
             offsets0,
             links0,
             upper,
@@ -154,15 +169,13 @@ impl Snapshot {
         #[cfg(target_arch = "x86_64")]
         {
             let start = i as usize * self.dims;
-            if let Some(v) = self.vectors.get(start..start + self.dims) {
-                // 64-byte lines; the first 8 cover 128 of the 384 floats, the rest
-                // stream in behind the hardware prefetcher
-                for line in v.chunks(16).take(8) {
-                    // SAFETY: prefetch is a hint on an address inside `self.vectors`;
+            if let Some(c) = self.codes.get(start..start + self.dims) {
+                for line in c.chunks(64) {
+                    // SAFETY: prefetch is a hint on an address inside `self.codes`;
                     // it never faults and SSE is part of the x86_64 baseline.
                     unsafe {
                         std::arch::x86_64::_mm_prefetch(
-                            line.as_ptr() as *const i8,
+                            line.as_ptr(),
                             std::arch::x86_64::_MM_HINT_T0,
                         )
                     };
@@ -177,6 +190,12 @@ impl Snapshot {
         dot(q, self.vector(i))
     }
 
+    /// Approximate similarity from the int8 codes (query codes `qc`, scale `qs`).
+    fn approx(&self, qc: &[i8], qs: f32, i: u32) -> f32 {
+        let s = i as usize * self.dims;
+        dot_i8(qc, &self.codes[s..s + self.dims]) as f32 * qs * self.scales[i as usize]
+    }
+
     /// Approximate `k` nearest by similarity, best first, searching layer 0 with a
     /// beam of `ef` (at least `k`).
     pub(crate) fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<Scored> {
@@ -185,15 +204,17 @@ impl Snapshot {
             return Vec::new();
         }
         let ef = ef.max(k);
+        let mut qc = vec![0i8; self.dims];
+        let qs = quantize(q, &mut qc);
         // greedy descent through the upper layers
         let mut cur = self.entry;
-        let mut cur_sim = self.sim(q, cur);
+        let mut cur_sim = self.approx(&qc, qs, cur);
         for layer in self.upper.iter().rev() {
             loop {
                 let mut moved = false;
                 if let Some(nbs) = layer.get(&cur) {
                     for &nb in nbs.iter() {
-                        let s = self.sim(q, nb);
+                        let s = self.approx(&qc, qs, nb);
                         if s > cur_sim {
                             (cur, cur_sim) = (nb, s);
                             moved = true;
@@ -247,7 +268,7 @@ impl Snapshot {
                     self.prefetch(nb);
                 }
                 for &nb in &fresh[..nf] {
-                    let s = self.sim(q, nb);
+                    let s = self.approx(&qc, qs, nb);
                     let worst = results.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0);
                     if results.len() < ef || s > worst {
                         candidates.push(Near(s, nb));
@@ -258,10 +279,11 @@ impl Snapshot {
                     }
                 }
             }
+            // re-score the beam exactly: the order and the similarities reported are f32
             let mut out: Vec<Scored> = results
                 .into_iter()
-                .map(|Reverse(Near(s, i))| Scored {
-                    similarity: s.clamp(-1.0, 1.0),
+                .map(|Reverse(Near(_, i))| Scored {
+                    similarity: self.sim(q, i).clamp(-1.0, 1.0),
                     id: self.ids[i as usize],
                 })
                 .collect();
@@ -270,6 +292,84 @@ impl Snapshot {
             out
         })
     }
+}
+
+/// Symmetric int8 codes of `v` into `out` (same length); returns the scale, so that
+/// `v[i] ≈ out[i] as f32 * scale`.
+fn quantize(v: &[f32], out: &mut [i8]) -> f32 {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if max <= 0.0 || !max.is_finite() {
+        out.iter_mut().for_each(|c| *c = 0);
+        return 0.0;
+    }
+    let scale = max / 127.0;
+    for (c, x) in out.iter_mut().zip(v) {
+        *c = (x / scale).round().clamp(-127.0, 127.0) as i8;
+    }
+    scale
+}
+
+/// Integer dot product of two code vectors; AVX2 code generation when the CPU has it.
+#[inline]
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports avx2, checked just above.
+            return unsafe { dot_i8_avx2(a, b) };
+        }
+    }
+    dot_i8_portable(a, b)
+}
+
+/// 16 codes per step: widened to i16, multiplied and pair-summed into i32 (`vpmaddwd`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let mut acc = _mm256_setzero_si256();
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n <= len of both slices: the 16-byte loads stay in bounds.
+        let (va, vb) = unsafe {
+            (
+                _mm_loadu_si128(a.as_ptr().add(i) as *const __m128i),
+                _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i),
+            )
+        };
+        let prod = _mm256_madd_epi16(_mm256_cvtepi8_epi16(va), _mm256_cvtepi8_epi16(vb));
+        acc = _mm256_add_epi32(acc, prod);
+        i += 16;
+    }
+    let mut lanes = [0i32; 8];
+    // SAFETY: `lanes` is 32 bytes, the size of one __m256i.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc) };
+    lanes.iter().sum::<i32>() + dot_i8_portable(&a[i..n], &b[i..n])
+}
+
+#[inline(always)]
+fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
+    // i16 products summed in i32 lanes: |127 * 127| * 2 fits an i16 pair sum in i32,
+    // and 16 lanes keep the loop vectorisable
+    const LANES: usize = 16;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0i32; LANES];
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += i32::from(x[i]) * i32::from(y[i]);
+        }
+    }
+    let tail: i32 = ra
+        .iter()
+        .zip(rb)
+        .map(|(x, y)| i32::from(*x) * i32::from(*y))
+        .sum();
+    acc.iter().sum::<i32>() + tail
 }
 
 /// Exact top `k` of `rows` by similarity to `q` (the points not yet in a snapshot).
@@ -366,6 +466,28 @@ mod tests {
         assert!(snap.search(&[0.5; 7], 3, 16).is_empty(), "wrong length");
         assert!(snap.search(&rows[0].1, 0, 16).is_empty());
         assert_eq!(snap.search(&rows[0].1, 100, 16).len(), 50);
+    }
+
+    #[test]
+    fn int8_codes_track_the_exact_dot_product() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for _ in 0..50 {
+            let a = unit(&mut rng, 384);
+            let b = unit(&mut rng, 384);
+            let (mut ca, mut cb) = (vec![0i8; 384], vec![0i8; 384]);
+            let (sa, sb) = (quantize(&a, &mut ca), quantize(&b, &mut cb));
+            let approx = dot_i8(&ca, &cb) as f32 * sa * sb;
+            assert!(
+                (approx - dot(&a, &b)).abs() < 0.01,
+                "{approx} vs {}",
+                dot(&a, &b)
+            );
+            assert_eq!(dot_i8(&ca, &cb), dot_i8_portable(&ca, &cb));
+        }
+        let mut z = vec![1i8; 4];
+        assert_eq!(quantize(&[0.0; 4], &mut z), 0.0);
+        assert_eq!(z, vec![0; 4]);
+        assert_eq!(dot_i8(&[127; 33], &[-127; 33]), -127 * 127 * 33);
     }
 
     #[test]
