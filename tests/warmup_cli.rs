@@ -18,6 +18,8 @@ const TOKEN: &str = "s3cret";
 struct Req {
     path: String,
     auth: Option<String>,
+    /// `x-deja-cache-namespace` and `x-deja-cache-ttl`, when sent.
+    cache_headers: (Option<String>, Option<String>),
     body: Value,
     /// Whether the server answered 200 (i.e. acknowledged it).
     acked: bool,
@@ -150,6 +152,10 @@ fn handle(
     let mut req = Req {
         path: path.clone(),
         auth: headers.get("authorization").cloned(),
+        cache_headers: (
+            headers.get("x-deja-cache-namespace").cloned(),
+            headers.get("x-deja-cache-ttl").cloned(),
+        ),
         body: body.clone(),
         acked: false,
     };
@@ -767,6 +773,46 @@ fn through_gateway_sends_chat_completions_and_counts_cache_hits() {
         json!({"temperature": 0, "model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "world"}]})
     );
     assert_eq!(reqs[3].body["model"], "x/y");
+    assert!(reqs.iter().all(|r| r.cache_headers == (None, None)));
+}
+
+#[test]
+fn through_gateway_sends_namespace_and_ttl_as_cache_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        "{\"prompt\":\"a\"}\n{\"prompt\":\"b\",\"namespace\":\"tenant-b\",\"ttl_secs\":60}\n";
+    let file = write(dir.path(), "prompts.jsonl", text);
+    let fake = Fake::start();
+    let (code, sum, stderr) = run_json(
+        &fake,
+        &file,
+        &[
+            "--through-gateway",
+            "--token",
+            TOKEN,
+            "--model",
+            "m",
+            "--namespace",
+            "tenant-a",
+            "--ttl-secs",
+            "3600",
+            "--concurrency",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{sum:#} {stderr}");
+    let reqs = fake.acked();
+    assert_eq!(
+        reqs[0].cache_headers,
+        (Some("tenant-a".into()), Some("3600".into())),
+        "the command-line defaults"
+    );
+    assert_eq!(
+        reqs[1].cache_headers,
+        (Some("tenant-b".into()), Some("60".into())),
+        "the row's own values"
+    );
+    assert!(!stderr.contains("not sent"), "{stderr}");
 }
 
 #[test]

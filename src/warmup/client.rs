@@ -328,6 +328,13 @@ impl GatewaySender {
                 if let Some(t) = &self.token {
                     req = req.bearer_auth(t);
                 }
+                // the row's namespace and TTL travel as the gateway's cache controls
+                if let Some(ns) = &e.namespace {
+                    req = req.header("x-deja-cache-namespace", ns);
+                }
+                if let Some(ttl) = e.ttl_secs {
+                    req = req.header("x-deja-cache-ttl", ttl.to_string());
+                }
                 let resp = match req.send() {
                     Ok(r) => r,
                     Err(e) => return Ok(Attempt::Unreachable(error_chain(&e))),

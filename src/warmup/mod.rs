@@ -142,9 +142,6 @@ pub fn execute(args: &WarmupArgs) -> anyhow::Result<Summary> {
     } else {
         "admin"
     };
-    if args.through_gateway && (args.namespace.is_some() || args.ttl_secs.is_some()) {
-        eprintln!("warning: --namespace and --ttl-secs are not sent with --through-gateway");
-    }
     let opts = ReaderOptions {
         default_model: args.model.clone(),
         default_namespace: args.namespace.clone(),
