@@ -108,8 +108,10 @@ impl Bench {
         })?;
         let dir = tempfile::tempdir()?;
         let token = format!("eval-{}", uuid::Uuid::new_v4());
+        // No graph dumps: the cache lives in a temporary directory that is removed as soon
+        // as the run ends, possibly while a shutdown dump would still be writing into it.
         let mut toml_text = format!(
-            "[providers.mock]\nkind = \"openai-compatible\"\nbase_url = \"{}\"\ndiscover_models = false\n",
+            "[providers.mock]\nkind = \"openai-compatible\"\nbase_url = \"{}\"\ndiscover_models = false\n[cache]\nindex_dump = false\n",
             mock.base_url()
         );
         if let Some(s) = &opts.strictness {
