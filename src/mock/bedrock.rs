@@ -876,12 +876,10 @@ pub struct BedrockMock {
 impl BedrockMock {
     pub fn start(settings: BedrockMockSettings) -> std::io::Result<Self> {
         let state = Arc::new(BedrockMockState::new(settings));
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
         let st = state.clone();
-        let server = super::runner::Running::on(listener, move |l| server(l, st))?;
+        let server = super::runner::Running::start(move |l| server(l, st))?;
         Ok(BedrockMock {
-            addr,
+            addr: server.addr,
             state,
             _server: server,
         })

@@ -517,12 +517,10 @@ pub struct CohereMock {
 impl CohereMock {
     pub fn start(settings: CohereMockSettings) -> std::io::Result<Self> {
         let state = Arc::new(CohereMockState::new(settings));
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
         let st = state.clone();
-        let server = super::runner::Running::on(listener, move |l| server(l, st))?;
+        let server = super::runner::Running::start(move |l| server(l, st))?;
         Ok(CohereMock {
-            addr,
+            addr: server.addr,
             state,
             _server: server,
         })
