@@ -354,8 +354,9 @@ async fn model_addressing_alias_listed_default_and_unknown() {
 
 #[tokio::test]
 async fn weighted_keys_share_traffic_within_tolerance() {
+    // No model discovery: its request would count against a key too.
     let h = Harness::start(
-        "keys = [{ key = \"sk-light\", weight = 1 }, { key = \"sk-heavy\", weight = 3 }]\n",
+        "discover_models = false\nkeys = [{ key = \"sk-light\", weight = 1 }, { key = \"sk-heavy\", weight = 3 }]\n",
     );
     let n = 800;
     let futs = (0..n).map(|i| h.post("/v1/chat/completions", chat("mock/m", &format!("q{i}"))));
@@ -382,6 +383,18 @@ async fn weighted_keys_share_traffic_within_tolerance() {
             (got - share).abs() < tol,
             "{key}: {got:.3} vs {share} ± {tol:.3}"
         );
+    }
+    // The pool's per-key counters (in /metrics) agree with what the provider saw.
+    let metrics = h.metrics().await;
+    for (i, key) in ["Bearer sk-mock", "Bearer sk-light", "Bearer sk-heavy"]
+        .iter()
+        .enumerate()
+    {
+        let line = format!(
+            "deja_provider_key_requests_total{{provider=\"mock\",key=\"{i}\"}} {}",
+            count(key)
+        );
+        assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
     }
 }
 
@@ -475,7 +488,7 @@ async fn client_errors_are_openai_shaped_400_404_413() {
 
 #[tokio::test]
 async fn upstream_errors_pass_on_with_their_status_and_message() {
-    let h = Harness::start("");
+    let h = Harness::start("discover_models = false\n");
     let openai_err = r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
     h.mock.state.set_behaviour(Behaviour::Fail {
         status: 401,
@@ -507,6 +520,21 @@ async fn upstream_errors_pass_on_with_their_status_and_message() {
         (s, v["error"]["code"].as_str()),
         (429, Some("rate_limit_exceeded"))
     );
+    // 401, 503 and 429 all count against the (only) key; a success does not.
+    h.mock.state.set_behaviour(Behaviour::default());
+    assert_eq!(
+        h.post("/v1/chat/completions", chat("mock/m", "hi"))
+            .await
+            .status(),
+        200
+    );
+    let metrics = h.metrics().await;
+    for line in [
+        "deja_provider_key_requests_total{provider=\"mock\",key=\"0\"} 4",
+        "deja_provider_key_failures_total{provider=\"mock\",key=\"0\"} 3",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
 }
 
 #[tokio::test]

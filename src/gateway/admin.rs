@@ -383,6 +383,32 @@ impl SemanticCache {
 pub fn metrics(gw: &Gateway) -> String {
     use std::fmt::Write;
     let mut s = String::new();
+    let mut pools: Vec<_> = gw.providers().map(|p| p.pool.stats()).collect();
+    pools.sort_by(|a, b| a.provider.cmp(&b.provider));
+    for (name, help, pick) in [
+        (
+            "deja_provider_key_requests_total",
+            "Requests sent with each configured key (by position in the provider's key list).",
+            (|k: &crate::providers::KeyStats| k.requests) as fn(&crate::providers::KeyStats) -> u64,
+        ),
+        (
+            "deja_provider_key_failures_total",
+            "Requests that failed against each key (auth, rate limit, 5xx, unreachable).",
+            |k| k.failures,
+        ),
+    ] {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+        for p in &pools {
+            for (i, k) in p.keys.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "{name}{{provider=\"{}\",key=\"{i}\"}} {}",
+                    p.provider,
+                    pick(k)
+                );
+            }
+        }
+    }
     if let Some(c) = &gw.cache {
         let n = &c.counters;
         let _ = writeln!(s, "# HELP deja_cache_lookups_total Requests by cache outcome.\n# TYPE deja_cache_lookups_total counter");

@@ -15,8 +15,8 @@ pub use stream::sse_error_event;
 
 use crate::config::Config;
 use crate::providers::{
-    self, Adapter, Checkout, Endpoint, ModelRegistry, Outcome, PoolState, ProviderError,
-    ProviderKind, ProviderPool, ProviderReply, ProviderRequest, Route, Router,
+    self, Adapter, Endpoint, ModelRegistry, PoolState, ProviderKind, ProviderPool, ProviderReply,
+    ProviderRequest, Route, Router,
 };
 use actix::prelude::*;
 use bytes::Bytes;
@@ -26,13 +26,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A running provider: its kind, adapter and pool actor.
+/// A running provider: its kind, adapter, pool state and pool actor.
 #[derive(Clone)]
 pub struct ProviderHandle {
     pub id: Arc<str>,
     pub kind: ProviderKind,
     pub adapter: Adapter,
-    pub pool: Addr<ProviderPool>,
+    /// Read by the request path directly (no message round trip per request).
+    pub pool: Arc<PoolState>,
+    pub actor: Addr<ProviderPool>,
 }
 
 /// Everything a request needs, shared by all workers.
@@ -66,12 +68,16 @@ impl Gateway {
         let mut providers = HashMap::new();
         for (id, pc) in &config.providers {
             registry.add_listed(id, pc.models.clone());
-            let state = PoolState::new(id, pc)?;
+            let state = Arc::new(PoolState::new(id, pc)?);
             let adapter = Adapter::new(id, pc)?;
-            let pool =
-                ProviderPool::new(state, adapter.clone(), pc.discover_models, registry.clone());
-            // Each pool gets its own arbiter thread so model discovery and bookkeeping
-            // never share a thread with request handling.
+            let pool = ProviderPool::new(
+                state.clone(),
+                adapter.clone(),
+                pc.discover_models,
+                registry.clone(),
+            );
+            // Each pool actor gets its own arbiter thread so model discovery never shares a
+            // thread with request handling.
             let arbiter = Arbiter::new();
             let addr = ProviderPool::start_in_arbiter(&arbiter.handle(), move |_| pool);
             providers.insert(
@@ -80,7 +86,8 @@ impl Gateway {
                     id: id.as_str().into(),
                     kind: pc.kind,
                     adapter,
-                    pool: addr,
+                    pool: state,
+                    actor: addr,
                 },
             );
         }
@@ -136,7 +143,7 @@ impl Gateway {
 
     /// Ready when every pool actor is running.
     pub fn is_ready(&self) -> bool {
-        self.providers.values().all(|p| p.pool.connected())
+        self.providers.values().all(|p| p.actor.connected())
     }
 
     pub fn providers(&self) -> impl Iterator<Item = &ProviderHandle> {
@@ -341,23 +348,14 @@ pub async fn call_provider(
         body: req.body,
         stream: req.stream,
     };
-    let lease = handle
-        .pool
-        .send(Checkout)
-        .await
-        .map_err(|_| ProviderError::PoolGone {
-            provider: handle.id.clone(),
-        })?;
+    let lease = handle.pool.checkout(&mut rand::rng());
     let key_index = lease.key_index;
     let started = Instant::now();
     let result = providers::send(&handle.adapter, &handle.id, &lease, &preq).await;
     let upstream = started.elapsed();
     match result {
         Ok(ProviderReply::Complete { status, body }) => {
-            handle.pool.do_send(Outcome {
-                key_index,
-                failed: false,
-            });
+            handle.pool.record(key_index, false);
             Ok(Reply {
                 status,
                 body: ReplyBody::Json(body),
@@ -376,10 +374,7 @@ pub async fn call_provider(
             cache: CacheMeta::default(),
         }),
         Err(e) => {
-            handle.pool.do_send(Outcome {
-                key_index,
-                failed: e.counts_against_key(),
-            });
+            handle.pool.record(key_index, e.counts_against_key());
             Err(e.into())
         }
     }

@@ -1,13 +1,13 @@
 //! Streaming replies: report the key's outcome when the stream ends, and turn an
 //! upstream failure mid-stream into an in-band OpenAI-shaped error event.
 
-use crate::providers::{ChunkStream, Outcome, ProviderError, ProviderPool};
-use actix::Addr;
+use crate::providers::{ChunkStream, PoolState, ProviderError};
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, Stream, StreamExt};
 use serde_json::json;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// `data: {"error": {...}}` — what OpenAI's SDKs raise as an API error mid-stream.
@@ -23,7 +23,7 @@ pub fn sse_error_event(e: &ProviderError) -> Bytes {
 
 struct Reporting {
     inner: ChunkStream,
-    pool: Addr<ProviderPool>,
+    pool: Arc<PoolState>,
     key_index: usize,
     done: bool,
 }
@@ -41,18 +41,12 @@ impl Stream for Reporting {
             Poll::Ready(Some(Err(e))) => {
                 self.done = true;
                 tracing::warn!(error = %e, "upstream stream failed");
-                self.pool.do_send(Outcome {
-                    key_index: self.key_index,
-                    failed: e.counts_against_key(),
-                });
+                self.pool.record(self.key_index, e.counts_against_key());
                 Poll::Ready(Some(Ok(sse_error_event(&e))))
             }
             Poll::Ready(None) => {
                 self.done = true;
-                self.pool.do_send(Outcome {
-                    key_index: self.key_index,
-                    failed: false,
-                });
+                self.pool.record(self.key_index, false);
                 Poll::Ready(None)
             }
         }
@@ -63,7 +57,7 @@ impl Stream for Reporting {
 /// Dropping it (client gone) drops the upstream response, which cancels the call.
 pub(super) fn reporting(
     inner: ChunkStream,
-    pool: Addr<ProviderPool>,
+    pool: Arc<PoolState>,
     key_index: usize,
 ) -> BoxStream<'static, Result<Bytes, Infallible>> {
     Reporting {

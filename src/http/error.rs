@@ -71,7 +71,6 @@ impl ResponseError for ApiError {
                     ProviderError::Upstream { status, .. } => *status,
                     ProviderError::InvalidResponse { .. } => 502,
                     ProviderError::StreamInterrupted { .. } => 502,
-                    ProviderError::PoolGone { .. } => 503,
                 },
                 GatewayError::Overloaded { .. } => 503,
                 GatewayError::Cache(_) => 500,

@@ -25,9 +25,7 @@ pub use azure::AzureAdapter;
 pub use gemini::GeminiAdapter;
 pub use kind::{ProviderKind, WireFormat};
 pub use openai::OpenAiAdapter;
-pub use pool::{
-    Checkout, KeyStats, Lease, Outcome, PoolError, PoolState, PoolStats, ProviderPool, Stats,
-};
+pub use pool::{KeyStats, Lease, PoolError, PoolState, PoolStats, ProviderPool};
 pub use router::{ModelRegistry, Route, RouteError, Router};
 
 use crate::config::ProviderConfig;
@@ -94,8 +92,6 @@ pub enum ProviderError {
     InvalidResponse { provider: Arc<str>, message: String },
     #[error("provider `{provider}` stream ended before completion: {message}")]
     StreamInterrupted { provider: Arc<str>, message: String },
-    #[error("provider `{provider}` is not running")]
-    PoolGone { provider: Arc<str> },
 }
 
 impl ProviderError {
@@ -108,7 +104,7 @@ impl ProviderError {
             ProviderError::Unreachable { .. }
             | ProviderError::Timeout { .. }
             | ProviderError::StreamInterrupted { .. } => true,
-            ProviderError::InvalidResponse { .. } | ProviderError::PoolGone { .. } => false,
+            ProviderError::InvalidResponse { .. } => false,
         }
     }
 

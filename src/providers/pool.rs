@@ -1,13 +1,22 @@
-//! One pool actor per provider: it owns the provider's HTTP client and keys, hands out a
-//! [`Lease`] (client + weighted-random key) per request and counts each key's outcomes.
-//! The request itself runs on the caller's worker thread, so the actor is never the
-//! bottleneck; retries, fallbacks and circuit breaking hook in at [`PoolState::record`].
+//! One pool per provider: its keys, its HTTP clients and each key's counts.
+//!
+//! The request path reads the pool's [`PoolState`] directly (weighted-random key choice,
+//! atomic counters): asking an actor for a lease would cost two thread wake-ups per
+//! request, which on a 2-core machine was most of deja's added latency. The
+//! [`ProviderPool`] actor owns the same state for the pool's background work (model
+//! discovery; circuit breaking later hooks in at [`PoolState::record`]).
+//!
+//! Each worker thread gets its own reqwest client per pool: hyper drives a pooled
+//! connection on the runtime that opened it, so one client shared by every actix worker
+//! would hop threads whenever a worker reuses another worker's connection.
 
 use super::{list_models, Adapter, ModelRegistry, ProviderKind};
 use crate::config::{ProviderConfig, Secret};
 use actix::prelude::*;
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,17 +55,54 @@ pub struct PoolStats {
     pub keys: Vec<KeyStats>,
 }
 
-/// The pool's state, usable without an actix System.
+#[derive(Default)]
+struct KeyCounters {
+    requests: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// How to build the pool's HTTP client (once per worker thread).
+#[derive(Clone)]
+struct ClientSpec {
+    headers: HeaderMap,
+    connect_timeout: Duration,
+}
+
+impl ClientSpec {
+    fn build(&self) -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .default_headers(self.headers.clone())
+            .connect_timeout(self.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .user_agent(concat!("deja/", env!("CARGO_PKG_VERSION")))
+            .build()
+    }
+}
+
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's client for each pool, by pool id.
+    static CLIENTS: RefCell<Vec<(u64, reqwest::Client)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The pool's state: shared by every worker, usable without an actix System.
 pub struct PoolState {
+    id: u64,
     provider: Arc<str>,
     kind: ProviderKind,
-    client: reqwest::Client,
+    spec: ClientSpec,
+    /// Built at start-up (proving the spec builds); used where a thread's own fails.
+    fallback: reqwest::Client,
     base_url: Arc<str>,
     timeout: Duration,
     keys: Vec<Secret>,
+    weights: Vec<u32>,
     /// Running sum of weights, for weighted random choice.
     cumulative: Vec<u64>,
-    stats: Vec<KeyStats>,
+    counters: Vec<KeyCounters>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,15 +125,11 @@ impl PoolState {
                 HeaderValue::try_from(v.as_str()).map_err(|e| err(format!("header `{k}`: {e}")))?;
             headers.insert(name, value);
         }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(Duration::from_secs_f64(cfg.connect_timeout_secs))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            .user_agent(concat!("deja/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| err(e.to_string()))?;
+        let spec = ClientSpec {
+            headers,
+            connect_timeout: Duration::from_secs_f64(cfg.connect_timeout_secs),
+        };
+        let fallback = spec.build().map_err(|e| err(e.to_string()))?;
         let base_url = cfg
             .effective_base_url()
             .ok_or_else(|| err("no base_url".into()))?;
@@ -99,25 +141,38 @@ impl PoolState {
             cumulative.push(total);
         }
         Ok(PoolState {
+            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             provider: id.into(),
             kind: cfg.kind,
-            client,
+            spec,
+            fallback,
             base_url: base_url.into(),
             timeout: Duration::from_secs_f64(cfg.timeout_secs),
-            stats: all
-                .iter()
-                .map(|k| KeyStats {
-                    weight: k.weight,
-                    ..Default::default()
-                })
-                .collect(),
+            weights: all.iter().map(|k| k.weight).collect(),
+            counters: all.iter().map(|_| KeyCounters::default()).collect(),
             keys: all.into_iter().map(|k| k.key).collect(),
             cumulative,
         })
     }
 
+    /// This thread's client for the pool, built on first use.
+    fn client(&self) -> reqwest::Client {
+        CLIENTS.with(|c| {
+            let mut clients = c.borrow_mut();
+            if let Some((_, client)) = clients.iter().find(|(id, _)| *id == self.id) {
+                return client.clone();
+            }
+            let client = self.spec.build().unwrap_or_else(|e| {
+                tracing::warn!(provider = %self.provider, error = %e, "per-thread HTTP client failed to build; sharing the pool's");
+                self.fallback.clone()
+            });
+            clients.push((self.id, client.clone()));
+            client
+        })
+    }
+
     /// Choose a key by weighted random and hand out what a request needs.
-    pub fn checkout(&mut self, rng: &mut impl Rng) -> Lease {
+    pub fn checkout(&self, rng: &mut impl Rng) -> Lease {
         let (key, key_index) = match self.cumulative.last() {
             None => (None, 0),
             Some(&total) => {
@@ -126,12 +181,12 @@ impl PoolState {
                 (Some(self.keys[i].clone()), i)
             }
         };
-        if let Some(s) = self.stats.get_mut(key_index) {
-            s.requests += 1;
+        if let Some(c) = self.counters.get(key_index) {
+            c.requests.fetch_add(1, Ordering::Relaxed);
         }
         Lease {
             provider: self.provider.clone(),
-            client: self.client.clone(),
+            client: self.client(),
             base_url: self.base_url.clone(),
             key,
             key_index,
@@ -140,10 +195,10 @@ impl PoolState {
     }
 
     /// Count a request's outcome against its key.
-    pub fn record(&mut self, key_index: usize, failed: bool) {
+    pub fn record(&self, key_index: usize, failed: bool) {
         if failed {
-            if let Some(s) = self.stats.get_mut(key_index) {
-                s.failures += 1;
+            if let Some(c) = self.counters.get(key_index) {
+                c.failures.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -152,34 +207,40 @@ impl PoolState {
         PoolStats {
             provider: self.provider.to_string(),
             kind: self.kind.as_str(),
-            keys: self.stats.clone(),
+            keys: self
+                .weights
+                .iter()
+                .zip(&self.counters)
+                .map(|(&weight, c)| KeyStats {
+                    weight,
+                    requests: c.requests.load(Ordering::Relaxed),
+                    failures: c.failures.load(Ordering::Relaxed),
+                })
+                .collect(),
         }
     }
 }
 
-/// The actor shell around [`PoolState`].
+/// The actor shell around [`PoolState`]: the pool's background work.
 pub struct ProviderPool {
-    state: PoolState,
+    state: Arc<PoolState>,
     adapter: Adapter,
     discover: bool,
     registry: ModelRegistry,
-    rng: rand::rngs::SmallRng,
 }
 
 impl ProviderPool {
     pub fn new(
-        state: PoolState,
+        state: Arc<PoolState>,
         adapter: Adapter,
         discover: bool,
         registry: ModelRegistry,
     ) -> Self {
-        use rand::SeedableRng;
         ProviderPool {
             state,
             adapter,
             discover,
             registry,
-            rng: rand::rngs::SmallRng::from_os_rng(),
         }
     }
 }
@@ -187,12 +248,11 @@ impl ProviderPool {
 impl Actor for ProviderPool {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(4096);
+    fn started(&mut self, _ctx: &mut Context<Self>) {
         if !self.discover {
             return;
         }
-        let lease = self.state.checkout(&mut self.rng);
+        let lease = self.state.checkout(&mut rand::rng());
         let adapter = self.adapter.clone();
         let registry = self.registry.clone();
         let provider = self.state.provider.clone();
@@ -207,44 +267,6 @@ impl Actor for ProviderPool {
                 }
             }
         });
-    }
-}
-
-/// Ask for a lease.
-#[derive(Message)]
-#[rtype(result = "Lease")]
-pub struct Checkout;
-
-impl Handler<Checkout> for ProviderPool {
-    type Result = MessageResult<Checkout>;
-    fn handle(&mut self, _: Checkout, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.state.checkout(&mut self.rng))
-    }
-}
-
-/// Report how a leased request ended.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Outcome {
-    pub key_index: usize,
-    pub failed: bool,
-}
-
-impl Handler<Outcome> for ProviderPool {
-    type Result = ();
-    fn handle(&mut self, o: Outcome, _: &mut Context<Self>) {
-        self.state.record(o.key_index, o.failed);
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "PoolStats")]
-pub struct Stats;
-
-impl Handler<Stats> for ProviderPool {
-    type Result = MessageResult<Stats>;
-    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.state.stats())
     }
 }
 
@@ -267,7 +289,7 @@ mod tests {
                 weight: 3,
             },
         ];
-        let mut st = PoolState::new("p", &cfg).unwrap();
+        let st = PoolState::new("p", &cfg).unwrap();
         let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
         let mut counts = [0u32; 2];
         for _ in 0..40_000 {
@@ -281,16 +303,40 @@ mod tests {
         st.record(0, true);
         let stats = st.stats();
         assert_eq!((stats.keys[0].failures, stats.keys[1].failures), (1, 1));
+        assert_eq!((stats.keys[0].weight, stats.keys[1].weight), (1, 3));
     }
 
     #[test]
     fn keyless_provider_leases_without_key_and_counts_failures() {
         let cfg = ProviderConfig::new(ProviderKind::Ollama);
-        let mut st = PoolState::new("o", &cfg).unwrap();
+        let st = PoolState::new("o", &cfg).unwrap();
         let lease = st.checkout(&mut rand::rng());
         assert!(lease.key.is_none());
         assert_eq!(&*lease.base_url, "http://127.0.0.1:11434/v1");
         st.record(lease.key_index, true);
         assert!(st.stats().keys.is_empty());
+    }
+
+    #[test]
+    fn each_thread_gets_its_own_client_per_pool_and_keeps_it() {
+        let cfg = ProviderConfig::new(ProviderKind::Ollama);
+        let (a, b) = (
+            PoolState::new("a", &cfg).unwrap(),
+            PoolState::new("b", &cfg).unwrap(),
+        );
+        let count = || CLIENTS.with(|c| c.borrow().len());
+        let before = count();
+        a.checkout(&mut rand::rng());
+        a.checkout(&mut rand::rng());
+        assert_eq!(count(), before + 1, "one client per pool per thread");
+        b.checkout(&mut rand::rng());
+        assert_eq!(count(), before + 2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert_eq!(count(), 0, "a new thread starts without clients");
+                a.checkout(&mut rand::rng());
+                assert_eq!(count(), 1);
+            });
+        });
     }
 }

@@ -101,6 +101,13 @@ impl Harness {
             .await
             .unwrap()
     }
+
+    /// `GET /metrics` as text.
+    pub async fn metrics(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    }
 }
 
 impl Drop for Harness {
