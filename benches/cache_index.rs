@@ -446,14 +446,24 @@ fn main() {
             lat.push(t.elapsed());
             top.push(r.first().map(|c| c.id).unwrap_or(u64::MAX));
         }
-        let mut hits = 0;
+        let (mut hits, mut near, mut near_hits) = (0, 0, 0);
+        let threshold = store.config().similarity_threshold;
         for (i, (row, sim)) in truth.iter().enumerate() {
             let got = id_to_row(top[i]);
             // ties (same similarity) count as found
-            if got == *row || (dot(&data.queries[i], &data.base[got]) - sim).abs() < 1e-6 {
-                hits += 1;
+            let found = got == *row || (dot(&data.queries[i], &data.base[got]) - sim).abs() < 1e-6;
+            hits += usize::from(found);
+            // queries whose nearest entry is above the similarity threshold: the ones
+            // a cache lookup can serve
+            if *sim >= threshold {
+                near += 1;
+                near_hits += usize::from(found);
             }
         }
+        println!(
+            "  ef_search={ef}: recall@1 among queries whose nearest is >= the threshold {threshold}: {:.4} ({near_hits}/{near})",
+            near_hits as f64 / near.max(1) as f64
+        );
         lat.sort();
         let mean = lat.iter().sum::<Duration>() / lat.len() as u32;
         println!(

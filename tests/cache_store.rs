@@ -174,6 +174,14 @@ fn exact_lookup_and_replacement() {
     assert_eq!(store.len(), 10);
     let hits = store.search(&rows[4].1, "p", 10, 2).unwrap();
     assert!(hits.iter().all(|h| h.id != rows[4].0));
+    // Deleting an entry frees its exact key; reopening finds the others by theirs.
+    store.delete(rows[5].0).unwrap();
+    assert!(store.get_exact(&key(5), 2).unwrap().is_none());
+    drop(store);
+    let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    assert_eq!(store.get_exact(&key(4), 3).unwrap().unwrap().id, new_id);
+    assert_eq!(store.get_exact(&key(6), 3).unwrap().unwrap().id, rows[6].0);
+    assert!(store.get_exact(&key(5), 3).unwrap().is_none());
 }
 
 #[test]

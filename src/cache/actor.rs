@@ -221,6 +221,18 @@ impl CacheHandle {
         self.store.search(vector, partition, k, self.now_ms())
     }
 
+    /// A search of width `ef` (`None`: the configured `ef_search`).
+    pub fn search_ef(
+        &self,
+        vector: &[f32],
+        partition: &str,
+        k: usize,
+        ef: Option<usize>,
+    ) -> CacheResult<Vec<Candidate>> {
+        self.store
+            .search_ef(vector, partition, k, self.now_ms(), ef)
+    }
+
     pub async fn insert(&self, batch: Vec<NewEntry>) -> CacheResult<Vec<u64>> {
         self.writer
             .send(Insert(batch))

@@ -303,12 +303,14 @@ impl VectorIndex {
 
     /// Top hits of `query` in `part`, best first, keeping only those `keep`
     /// accepts. Over-fetches and widens the search until `k` accepted hits are
-    /// found or the whole graph has been asked for.
+    /// found or the whole graph has been asked for. `ef` overrides the configured
+    /// search width (`None`: `ef_search`).
     pub(crate) fn search(
         &self,
         part: &PartIndex,
         query: &[f32],
         k: usize,
+        ef: Option<usize>,
         keep: impl Fn(&mut Vec<RawHit>),
     ) -> Vec<RawHit> {
         if k == 0 {
@@ -321,7 +323,9 @@ impl VectorIndex {
         }
         let mut fetch = (k * 2).max(k + 8).min(n);
         loop {
-            let ef = self.ef_search.load(Ordering::Relaxed).max(fetch);
+            let ef = ef
+                .unwrap_or_else(|| self.ef_search.load(Ordering::Relaxed))
+                .max(fetch);
             let mut found = view.snapshot.search(query, fetch, ef);
             if !view.recent.is_empty() {
                 found.extend(snapshot::scan(&view.recent, query, fetch));

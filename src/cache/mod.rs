@@ -132,8 +132,11 @@ impl CacheConfig {
         if !(2..=256).contains(&self.hnsw.max_nb_connection) {
             return bad("hnsw.max_nb_connection must be in 2..=256");
         }
-        if self.hnsw.ef_construction == 0 || self.hnsw.ef_search == 0 {
-            return bad("hnsw.ef_construction and hnsw.ef_search must be > 0");
+        if self.hnsw.ef_construction == 0
+            || self.hnsw.ef_search == 0
+            || self.hnsw.ef_search_fast == 0
+        {
+            return bad("hnsw.ef_construction, hnsw.ef_search and hnsw.ef_search_fast must be > 0");
         }
         if !(self.rebuild_tombstone_ratio > 0.0 && self.rebuild_tombstone_ratio <= 1.0) {
             return bad("rebuild_tombstone_ratio must be in (0, 1]");
@@ -172,6 +175,11 @@ pub struct HnswConfig {
     pub ef_construction: usize,
     /// Candidate list width while searching (raised to k when k is larger).
     pub ef_search: usize,
+    /// Width of the serving path's first search. A lookup that finds an entry to
+    /// serve stops there; one that does not searches again at `ef_search` before it
+    /// is a miss, so a narrow first pass costs recall only where a miss pays a
+    /// provider call anyway. Equal to `ef_search`: one pass.
+    pub ef_search_fast: usize,
 }
 
 impl Default for HnswConfig {
@@ -186,6 +194,7 @@ impl Default for HnswConfig {
             max_nb_connection: 24,
             ef_construction: 160,
             ef_search: 128,
+            ef_search_fast: 48,
         }
     }
 }

@@ -109,10 +109,14 @@ impl Snapshot {
             }
         }
         let n = keep.len();
-        let mut ids = Vec::with_capacity(n);
-        let mut vectors = Vec::with_capacity(n * dims);
-        let mut offsets0 = Vec::with_capacity(n + 1);
-        let mut links0 = Vec::with_capacity(n * 24);
+        let total0: usize = keep
+            .iter()
+            .map(|p| p.get_neighborhood_id().first().map_or(0, Vec::len))
+            .sum();
+        let mut ids = huge_vec(n);
+        let mut vectors = huge_vec(n * dims);
+        let mut offsets0 = huge_vec(n + 1);
+        let mut links0 = huge_vec(total0);
         let mut upper: Vec<HashMap<u32, Box<[u32]>>> = Vec::new();
         let (mut entry, mut entry_level) = (0u32, 0usize);
         offsets0.push(0);
@@ -136,8 +140,9 @@ impl Snapshot {
             }
             offsets0.push(links0.len() as u32);
         }
-        let mut codes = vec![0i8; vectors.len()];
-        let mut scales = Vec::with_capacity(n);
+        let mut codes = huge_vec(vectors.len());
+        codes.resize(vectors.len(), 0i8);
+        let mut scales = huge_vec(n);
         for (v, c) in vectors.chunks(dims).zip(codes.chunks_mut(dims)) {
             scales.push(quantize(v, c));
         }
@@ -176,6 +181,28 @@ impl Snapshot {
                     unsafe {
                         std::arch::x86_64::_mm_prefetch(
                             line.as_ptr(),
+                            std::arch::x86_64::_MM_HINT_T0,
+                        )
+                    };
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = i;
+    }
+
+    /// Hint the CPU to start loading point `i`'s f32 vector.
+    #[inline(always)]
+    fn prefetch_vector(&self, i: u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let start = i as usize * self.dims;
+            if let Some(v) = self.vectors.get(start..start + self.dims) {
+                for line in v.chunks(16) {
+                    // SAFETY: as in `prefetch`: a hint on an address inside `self.vectors`.
+                    unsafe {
+                        std::arch::x86_64::_mm_prefetch(
+                            line.as_ptr() as *const i8,
                             std::arch::x86_64::_MM_HINT_T0,
                         )
                     };
@@ -279,10 +306,20 @@ impl Snapshot {
                     }
                 }
             }
-            // re-score the beam exactly: the order and the similarities reported are f32
-            let mut out: Vec<Scored> = results
+            // Re-score the best of the beam exactly: the order and the similarities
+            // reported are f32. The int8 scores are within ~1e-3 of the exact ones, so
+            // the true top k are among the best `rerank_width(k)` approximate ones; the
+            // rest of the beam is not read again (on a cold cache each f32 vector costs
+            // two dozen cache misses).
+            let mut beam: Vec<Near> = results.into_iter().map(|Reverse(n)| n).collect();
+            beam.sort_unstable_by(|a, b| b.cmp(a));
+            beam.truncate(rerank_width(k));
+            for n in &beam {
+                self.prefetch_vector(n.1);
+            }
+            let mut out: Vec<Scored> = beam
                 .into_iter()
-                .map(|Reverse(Near(_, i))| Scored {
+                .map(|Near(_, i)| Scored {
                     similarity: self.sim(q, i).clamp(-1.0, 1.0),
                     id: self.ids[i as usize],
                 })
@@ -292,6 +329,36 @@ impl Snapshot {
             out
         })
     }
+}
+
+/// An empty vector with room for `cap` elements whose memory the kernel is asked to
+/// back with 2 MiB pages. A search touches points all over these arrays; with 4 KiB
+/// pages nearly every point costs a TLB miss once anything else (an ONNX inference)
+/// has run, and under a hypervisor each miss walks two page tables.
+fn huge_vec<T>(cap: usize) -> Vec<T> {
+    let v = Vec::with_capacity(cap);
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = v.as_ptr() as usize;
+        let bytes = cap * std::mem::size_of::<T>();
+        let (from, to) = (
+            (start + HUGE - 1) & !(HUGE - 1),
+            (start + bytes) & !(HUGE - 1),
+        );
+        if to > from {
+            // SAFETY: advice on whole pages inside the vector's own (untouched)
+            // allocation; it changes how pages are backed, never their contents, and a
+            // refusal (THP off) is harmless.
+            unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE) };
+        }
+    }
+    v
+}
+
+/// How many of the beam's best (by int8 score) are re-scored in f32 for a top `k`.
+fn rerank_width(k: usize) -> usize {
+    (2 * k).max(k + 16)
 }
 
 /// Symmetric int8 codes of `v` into `out` (same length); returns the scale, so that

@@ -81,6 +81,9 @@ pub struct CacheStore {
     meta: sled::Tree,
     index: VectorIndex,
     live: RwLock<HashMap<u64, LiveMeta>>,
+    /// Exact key -> live entry id, kept with `live` by the writer: an exact-key
+    /// lookup that misses (most requests) never reads sled.
+    exact_ids: RwLock<HashMap<[u8; 32], u64>>,
     writer: Mutex<WriterState>,
     bytes: AtomicU64,
     evictions: AtomicU64,
@@ -487,6 +490,7 @@ impl CacheStore {
         }
 
         let mut live = HashMap::with_capacity(loaded.len());
+        let mut exact_ids = HashMap::with_capacity(loaded.len());
         let mut order = BTreeSet::new();
         let mut total_bytes = 0;
         for l in loaded {
@@ -500,6 +504,7 @@ impl CacheStore {
             };
             order.insert((order_ms, l.id));
             total_bytes += l.bytes;
+            exact_ids.insert(l.exact.0, l.id);
             live.insert(
                 l.id,
                 LiveMeta {
@@ -524,6 +529,7 @@ impl CacheStore {
             meta,
             index,
             live: RwLock::new(live),
+            exact_ids: RwLock::new(exact_ids),
             writer: Mutex::new(WriterState { order }),
             bytes: AtomicU64::new(total_bytes),
             last_rebuild: Mutex::new(None),
@@ -612,8 +618,9 @@ impl CacheStore {
     /// The live entry stored under `key` (expired = absent), with an empty
     /// `vector`.
     pub fn get_exact(&self, key: &ExactKey, now_ms: u64) -> CacheResult<Option<Entry>> {
-        match self.exact.get(key.0)? {
-            Some(v) => self.get(key_id(&v)?, now_ms),
+        let id = self.exact_ids.read().get(&key.0).copied();
+        match id {
+            Some(id) => self.get(id, now_ms),
             None => Ok(None),
         }
     }
@@ -627,13 +634,25 @@ impl CacheStore {
         k: usize,
         now_ms: u64,
     ) -> CacheResult<Vec<Candidate>> {
+        self.search_ef(vector, partition, k, now_ms, None)
+    }
+
+    /// [`CacheStore::search`] with the search width `ef` instead of `ef_search`.
+    pub fn search_ef(
+        &self,
+        vector: &[f32],
+        partition: &str,
+        k: usize,
+        now_ms: u64,
+        ef: Option<usize>,
+    ) -> CacheResult<Vec<Candidate>> {
         let query = index::normalized(vector, self.cfg.dimensions)?;
         let Some(part) = self.index.part(partition) else {
             return Ok(Vec::new());
         };
         let hits = self
             .index
-            .search(&part, &query, k, |hits: &mut Vec<RawHit>| {
+            .search(&part, &query, k, ef, |hits: &mut Vec<RawHit>| {
                 let live = self.live.read();
                 hits.retain(|h| {
                     live.get(&h.id)
@@ -825,7 +844,9 @@ impl CacheStore {
         let mut by_part: HashMap<&str, Rows> = HashMap::new();
         {
             let mut live = self.live.write();
+            let mut exact_ids = self.exact_ids.write();
             for (id, p) in ids.iter().zip(&prepared) {
+                exact_ids.insert(p.exact.0, *id);
                 let part = self.index.part_or_create(&p.partition);
                 let bytes = p.record.len() as u64 + ROW_OVERHEAD;
                 part.live.fetch_add(1, Ordering::Relaxed);
@@ -1077,6 +1098,13 @@ impl CacheStore {
             .iter()
             .filter_map(|id| live.remove(id).map(|m| (*id, m)))
             .collect();
+        let mut exact_ids = self.exact_ids.write();
+        for (id, m) in &gone {
+            if exact_ids.get(&m.exact.0) == Some(id) {
+                exact_ids.remove(&m.exact.0);
+            }
+        }
+        drop(exact_ids);
         drop(live);
         for (id, m) in &gone {
             w.order.remove(&(m.order, *id));

@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub shutdown_timeout_secs: u64,
     pub workers: usize,
+    /// Busy polling: a worker that served a request in the last this-many µs keeps
+    /// polling its sockets instead of sleeping (0 = off). See `http::busy_poll`.
+    pub busy_poll_us: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

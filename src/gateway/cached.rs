@@ -5,7 +5,7 @@
 use super::{call_provider, GatewayError, ParsedRequest, Reply, ReplyBody};
 use crate::cache::key::{cache_key, CacheKey};
 use crate::cache::replay::{is_cacheable, to_sse, SseAssembler};
-use crate::cache::{CacheConfig, CacheHandle, Entry, ExactKey, NewEntry};
+use crate::cache::{CacheConfig, CacheHandle, Candidate, Entry, ExactKey, NewEntry};
 use crate::embed::{EmbedError, EmbedderHandle};
 use crate::providers::{Endpoint, Route};
 use bytes::Bytes;
@@ -222,7 +222,9 @@ impl SemanticCache {
     /// Nearest entries for `key` (embedding `key.text`), each judged: above the threshold
     /// and accepted by the verifier. Best first. Also returns the vector. With
     /// `stop_at_accept` (the serving path) judging stops at the first accepted entry,
-    /// which is the one served; the admin search judges all `k`.
+    /// which is the one served, and the index is searched narrow first
+    /// (`hnsw.ef_search_fast`), then at `hnsw.ef_search` only when the narrow pass found
+    /// nothing to serve; the admin search judges all `k` of one full-width search.
     pub async fn candidates(
         &self,
         key: &CacheKey,
@@ -235,12 +237,40 @@ impl SemanticCache {
             .embed(key.text.clone())
             .await
             .map_err(embed_error)?;
+        let (fast, full) = (self.config.hnsw.ef_search_fast, self.config.hnsw.ef_search);
+        let mut out = Vec::with_capacity(k);
+        if stop_at_accept && fast < full {
+            let found = self
+                .handle
+                .search_ef(&vector, &key.partition, k, Some(fast))
+                .map_err(cache_error)?;
+            if self.judge_found(key, threshold, found, true, &mut out)? {
+                return Ok((vector, out));
+            }
+        }
         let found = self
             .handle
             .search(&vector, &key.partition, k)
             .map_err(cache_error)?;
-        let mut out = Vec::with_capacity(found.len());
+        self.judge_found(key, threshold, found, stop_at_accept, &mut out)?;
+        out.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        Ok((vector, out))
+    }
+
+    /// Judge `found` (best first) into `out`, skipping entries already there; with
+    /// `stop_at_accept`, stop at the first accepted one. Returns whether one was.
+    fn judge_found(
+        &self,
+        key: &CacheKey,
+        threshold: f32,
+        found: Vec<Candidate>,
+        stop_at_accept: bool,
+        out: &mut Vec<Judged>,
+    ) -> Result<bool, GatewayError> {
         for c in found {
+            if out.iter().any(|j| j.entry.id == c.id) {
+                continue;
+            }
             let Some(entry) = self.handle.get(c.id).map_err(cache_error)? else {
                 continue;
             };
@@ -267,10 +297,10 @@ impl SemanticCache {
                 detail,
             });
             if accepted && stop_at_accept {
-                break;
+                return Ok(true);
             }
         }
-        Ok((vector, out))
+        Ok(false)
     }
 
     /// Store a complete response under `key` (embedding it when `vector` is `None`).

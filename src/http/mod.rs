@@ -3,6 +3,7 @@
 
 mod admin;
 mod body;
+pub mod busy_poll;
 pub mod error;
 mod handlers;
 mod messages;
@@ -133,6 +134,7 @@ pub struct Running {
 /// Call inside a running actix System; await `server` to run until shutdown.
 pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     let shutdown = config.server.shutdown_timeout_secs;
+    let busy_poll = Duration::from_micros(config.server.busy_poll_us);
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -141,21 +143,24 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     let state = web::Data::new(AppState { gateway });
     let addr = listener.local_addr()?;
     let app_state = state.clone();
-    let server = HttpServer::new(move || create_app(app_state.clone()))
-        // Streamed chunks are small writes: without TCP_NODELAY, Nagle's algorithm holds
-        // each one until the client's delayed ACK (~40 ms) arrives.
-        .on_connect(|conn, _ext| {
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = tcp.set_nodelay(true);
-            }
-        })
-        .workers(workers)
-        .backlog(4096)
-        .max_connection_rate(1024)
-        .keep_alive(Duration::from_secs(75))
-        .shutdown_timeout(shutdown)
-        .listen(listener)?
-        .run();
+    let server = HttpServer::new(move || {
+        busy_poll::install(busy_poll);
+        create_app(app_state.clone())
+    })
+    // Streamed chunks are small writes: without TCP_NODELAY, Nagle's algorithm holds
+    // each one until the client's delayed ACK (~40 ms) arrives.
+    .on_connect(|conn, _ext| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
+    .workers(workers)
+    .backlog(4096)
+    .max_connection_rate(1024)
+    .keep_alive(Duration::from_secs(75))
+    .shutdown_timeout(shutdown)
+    .listen(listener)?
+    .run();
     Ok(Running {
         addr,
         handle: server.handle(),
