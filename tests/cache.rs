@@ -56,17 +56,24 @@ async fn stored(h: &Harness, n: u64) {
 #[tokio::test]
 async fn exact_repeat_and_paraphrase_hit_different_question_misses() {
     let (h, _d) = cached();
+    let embed_us = |hd: &reqwest::header::HeaderMap| {
+        hd.get("x-deja-embed-us")
+            .map(|v| v.to_str().unwrap().parse::<u64>().unwrap())
+    };
     let (hd, first) = ask(&h, chat("mock/m", "How do I reset my password?"), &[]).await;
     assert_eq!(cache_status(&hd), "miss");
+    assert!(embed_us(&hd).is_some_and(|us| us > 0), "a miss embedded");
     stored(&h, 1).await;
 
     let (hd, again) = ask(&h, chat("mock/m", "how do I reset my password"), &[]).await;
     assert_eq!(cache_status(&hd), "hit-exact");
     assert_eq!(again, first);
     assert!(hd.get("x-deja-cache-entry").is_some());
+    assert_eq!(embed_us(&hd), None, "an exact hit never embeds");
 
     let (hd, para) = ask(&h, chat("mock/m", "How can I reset my password?"), &[]).await;
     assert_eq!(cache_status(&hd), "hit-semantic");
+    assert!(embed_us(&hd).is_some_and(|us| us > 0));
     let sim: f32 = hd["x-deja-cache-similarity"]
         .to_str()
         .unwrap()

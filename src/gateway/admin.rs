@@ -201,7 +201,7 @@ pub async fn search(gw: &Gateway, req: SearchRequest) -> Result<Value, GatewayEr
         .handle
         .get_exact(&ExactKey(key.exact))
         .map_err(cache_error)?;
-    let (_, judged) = c
+    let (_, judged, _) = c
         .candidates(&key, threshold, req.k.clamp(1, 100), false)
         .await?;
     let mut served_one = exact.is_some();

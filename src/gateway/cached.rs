@@ -30,6 +30,9 @@ pub struct CacheMeta {
     pub refused: Option<String>,
     /// Answered by another in-flight identical request's upstream call.
     pub coalesced: bool,
+    /// Time this request waited for deja's embedder (a cache lookup that embedded,
+    /// or local embeddings): the `x-deja-embed-us` header.
+    pub embed: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -225,18 +228,21 @@ impl SemanticCache {
     /// which is the one served, and the index is searched narrow first
     /// (`hnsw.ef_search_fast`), then at `hnsw.ef_search` only when the narrow pass found
     /// nothing to serve; the admin search judges all `k` of one full-width search.
+    /// Also returns the time spent waiting for the embedding.
     pub async fn candidates(
         &self,
         key: &CacheKey,
         threshold: f32,
         k: usize,
         stop_at_accept: bool,
-    ) -> Result<(Vec<f32>, Vec<Judged>), GatewayError> {
+    ) -> Result<(Vec<f32>, Vec<Judged>, Duration), GatewayError> {
+        let started = std::time::Instant::now();
         let vector = self
             .embedder
             .embed(key.text.clone())
             .await
             .map_err(embed_error)?;
+        let embed = started.elapsed();
         let (fast, full) = (self.config.hnsw.ef_search_fast, self.config.hnsw.ef_search);
         let mut out = Vec::with_capacity(k);
         if stop_at_accept && fast < full {
@@ -245,7 +251,7 @@ impl SemanticCache {
                 .search_ef(&vector, &key.partition, k, Some(fast))
                 .map_err(cache_error)?;
             if self.judge_found(key, threshold, found, true, &mut out)? {
-                return Ok((vector, out));
+                return Ok((vector, out, embed));
             }
         }
         let found = self
@@ -254,7 +260,7 @@ impl SemanticCache {
             .map_err(cache_error)?;
         self.judge_found(key, threshold, found, stop_at_accept, &mut out)?;
         out.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
-        Ok((vector, out))
+        Ok((vector, out, embed))
     }
 
     /// Judge `found` (best first) into `out`, skipping entries already there; with
@@ -468,10 +474,11 @@ async fn serve_inner(
         let threshold = controls
             .threshold
             .unwrap_or(cache.config.similarity_threshold);
-        let (v, judged) = cache
+        let (v, judged, embed) = cache
             .candidates(&key, threshold, cache.config.top_k, true)
             .await?;
         vector = Some(v);
+        meta.embed = Some(embed);
         if let Some(best) = judged.iter().find(|j| j.accepted) {
             meta.status = CacheStatus::HitSemantic;
             meta.similarity = Some(best.similarity);

@@ -170,7 +170,10 @@ impl LocalEmbeddings {
             provider: Arc::from("local"),
             model: self.cfg.serve_name.clone(),
             upstream: elapsed,
-            cache: CacheMeta::default(),
+            cache: CacheMeta {
+                embed: Some(elapsed),
+                ..CacheMeta::default()
+            },
         })
     }
 }

@@ -18,6 +18,7 @@ pub const X_DEJA_CACHE: HeaderName = HeaderName::from_static("x-deja-cache");
 pub const X_DEJA_CACHE_SIMILARITY: HeaderName = HeaderName::from_static("x-deja-cache-similarity");
 pub const X_DEJA_CACHE_ENTRY: HeaderName = HeaderName::from_static("x-deja-cache-entry");
 pub const X_DEJA_CACHE_REFUSED: HeaderName = HeaderName::from_static("x-deja-cache-refused");
+pub const X_DEJA_EMBED_US: HeaderName = HeaderName::from_static("x-deja-embed-us");
 
 async fn forward(
     state: web::Data<AppState>,
@@ -127,6 +128,9 @@ pub(super) fn respond(reply: Reply, start: Instant) -> HttpResponse {
     }
     if c.coalesced {
         b.insert_header(("x-deja-cache-coalesced", "true"));
+    }
+    if let Some(e) = c.embed {
+        b.insert_header((X_DEJA_EMBED_US, e.as_micros().to_string()));
     }
     let info = RouteInfo {
         provider: reply.provider,
