@@ -113,10 +113,10 @@ impl Snapshot {
             .iter()
             .map(|p| p.get_neighborhood_id().first().map_or(0, Vec::len))
             .sum();
-        let mut ids = huge_vec(n);
-        let mut vectors = huge_vec(n * dims);
-        let mut offsets0 = huge_vec(n + 1);
-        let mut links0 = huge_vec(total0);
+        let mut ids = Vec::with_capacity(n);
+        let mut vectors = Vec::with_capacity(n * dims);
+        let mut offsets0 = Vec::with_capacity(n + 1);
+        let mut links0 = Vec::with_capacity(total0);
         let mut upper: Vec<HashMap<u32, Box<[u32]>>> = Vec::new();
         let (mut entry, mut entry_level) = (0u32, 0usize);
         offsets0.push(0);
@@ -140,9 +140,8 @@ impl Snapshot {
             }
             offsets0.push(links0.len() as u32);
         }
-        let mut codes = huge_vec(vectors.len());
-        codes.resize(vectors.len(), 0i8);
-        let mut scales = huge_vec(n);
+        let mut codes = vec![0i8; vectors.len()];
+        let mut scales = Vec::with_capacity(n);
         for (v, c) in vectors.chunks(dims).zip(codes.chunks_mut(dims)) {
             scales.push(quantize(v, c));
         }
@@ -329,31 +328,6 @@ impl Snapshot {
             out
         })
     }
-}
-
-/// An empty vector with room for `cap` elements whose memory the kernel is asked to
-/// back with 2 MiB pages. A search touches points all over these arrays; with 4 KiB
-/// pages nearly every point costs a TLB miss once anything else (an ONNX inference)
-/// has run, and under a hypervisor each miss walks two page tables.
-fn huge_vec<T>(cap: usize) -> Vec<T> {
-    let v = Vec::with_capacity(cap);
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = v.as_ptr() as usize;
-        let bytes = cap * std::mem::size_of::<T>();
-        let (from, to) = (
-            (start + HUGE - 1) & !(HUGE - 1),
-            (start + bytes) & !(HUGE - 1),
-        );
-        if to > from {
-            // SAFETY: advice on whole pages inside the vector's own (untouched)
-            // allocation; it changes how pages are backed, never their contents, and a
-            // refusal (THP off) is harmless.
-            unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE) };
-        }
-    }
-    v
 }
 
 /// How many of the beam's best (by int8 score) are re-scored in f32 for a top `k`.

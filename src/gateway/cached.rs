@@ -5,6 +5,7 @@
 use super::{call_provider, GatewayError, ParsedRequest, Reply, ReplyBody};
 use crate::cache::key::{cache_key, CacheKey};
 use crate::cache::replay::{is_cacheable, to_sse, SseAssembler};
+use crate::cache::verify::Prepared;
 use crate::cache::{CacheConfig, CacheHandle, Candidate, Entry, ExactKey, NewEntry};
 use crate::embed::{EmbedError, EmbedderHandle};
 use crate::providers::{Endpoint, Route};
@@ -237,12 +238,17 @@ impl SemanticCache {
         stop_at_accept: bool,
     ) -> Result<(Vec<f32>, Vec<Judged>, Duration), GatewayError> {
         let started = std::time::Instant::now();
-        let vector = self
-            .embedder
-            .embed(key.text.clone())
-            .await
-            .map_err(embed_error)?;
-        let embed = started.elapsed();
+        // The embedding job is queued on the first poll; the request's side of the
+        // verifier then runs on this thread while the embedder works.
+        let ((vector, embed), request) = futures_util::future::join(
+            async {
+                let v = self.embedder.embed(key.text.clone()).await;
+                (v, started.elapsed())
+            },
+            async { self.verifier.prepare(&key.text) },
+        )
+        .await;
+        let vector = vector.map_err(embed_error)?;
         let (fast, full) = (self.config.hnsw.ef_search_fast, self.config.hnsw.ef_search);
         let mut out = Vec::with_capacity(k);
         if stop_at_accept && fast < full {
@@ -250,7 +256,7 @@ impl SemanticCache {
                 .handle
                 .search_ef(&vector, &key.partition, k, Some(fast))
                 .map_err(cache_error)?;
-            if self.judge_found(key, threshold, found, true, &mut out)? {
+            if self.judge_found(&request, threshold, found, true, &mut out)? {
                 return Ok((vector, out, embed));
             }
         }
@@ -258,7 +264,7 @@ impl SemanticCache {
             .handle
             .search(&vector, &key.partition, k)
             .map_err(cache_error)?;
-        self.judge_found(key, threshold, found, stop_at_accept, &mut out)?;
+        self.judge_found(&request, threshold, found, stop_at_accept, &mut out)?;
         out.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         Ok((vector, out, embed))
     }
@@ -267,7 +273,7 @@ impl SemanticCache {
     /// `stop_at_accept`, stop at the first accepted one. Returns whether one was.
     fn judge_found(
         &self,
-        key: &CacheKey,
+        request: &Prepared<'_>,
         threshold: f32,
         found: Vec<Candidate>,
         stop_at_accept: bool,
@@ -283,7 +289,7 @@ impl SemanticCache {
             let above = c.similarity >= threshold;
             let (accepted, reason, detail) = if above {
                 self.verifier
-                    .judge(&key.text, &entry.prompt_text, c.similarity)
+                    .judge(request, &entry.prompt_text, c.similarity)
             } else {
                 (
                     false,

@@ -1,7 +1,7 @@
 //! The verification stage between "nearest entry above the threshold" and "serve it":
 //! the false-hit verifier (`cache::verify`) built once at start-up and shared.
 
-use crate::cache::verify::{Strictness, Verifier};
+use crate::cache::verify::{Prepared, Strictness, Verifier};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -26,14 +26,21 @@ impl Judge {
         }
     }
 
+    /// The request's side of judging, done once for all its candidates.
+    pub fn prepare<'a>(&self, request: &'a str) -> Prepared<'a> {
+        self.verifier.prepare(request)
+    }
+
     /// `(accepted, refusal reason, explanation)`.
     pub fn judge(
         &self,
-        request: &str,
+        request: &Prepared<'_>,
         candidate: &str,
         similarity: f32,
     ) -> (bool, Option<String>, String) {
-        let v = self.verifier.verify(request, candidate, similarity);
+        let v = self
+            .verifier
+            .verify_prepared(request, candidate, similarity);
         (v.accept, v.reason.map(|r| r.as_str().to_owned()), v.detail)
     }
 }

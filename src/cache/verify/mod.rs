@@ -140,6 +140,13 @@ impl fmt::Display for RefusalReason {
     }
 }
 
+/// A request's text tokenized for [`Verifier::verify_prepared`].
+#[derive(Debug, Clone)]
+pub struct Prepared<'a> {
+    text: &'a str,
+    tokens: Vec<text::Token>,
+}
+
 /// The decision for one (request, candidate) pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
@@ -248,13 +255,38 @@ impl Verifier {
     /// Decide whether `candidate`'s cached answer may be served for `request`.
     /// `similarity` is their cosine similarity (the caller already applied its threshold).
     pub fn verify(&self, request: &str, candidate: &str, similarity: f32) -> Verdict {
+        self.verify_prepared(&self.prepare(request), candidate, similarity)
+    }
+
+    /// The request's side of [`Verifier::verify`], done once per request (and, on the
+    /// serving path, while its embedding is computed) for every candidate it is
+    /// compared with.
+    pub fn prepare<'a>(&self, request: &'a str) -> Prepared<'a> {
+        let tokens = if self.strictness == Strictness::Off {
+            Vec::new()
+        } else {
+            text::tokenize(request, &self.lex, MAX_WORDS + 1)
+        };
+        Prepared {
+            text: request,
+            tokens,
+        }
+    }
+
+    /// [`Verifier::verify`] with the request already [prepared](Verifier::prepare).
+    pub fn verify_prepared(
+        &self,
+        request: &Prepared<'_>,
+        candidate: &str,
+        similarity: f32,
+    ) -> Verdict {
         if self.strictness == Strictness::Off {
             return Verdict::accept("verifier off");
         }
-        let a = text::tokenize(request, &self.lex, MAX_WORDS + 1);
+        let a = &request.tokens;
         let b = text::tokenize(candidate, &self.lex, MAX_WORDS + 1);
         if a.len() > MAX_WORDS || b.len() > MAX_WORDS {
-            let ta = tail_words(request);
+            let ta = tail_words(request.text);
             let tb = tail_words(candidate);
             if ta != tb {
                 return Verdict::refuse(
