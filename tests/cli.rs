@@ -130,6 +130,7 @@ fn zero_config_honours_openai_base_url_and_logs_json_without_secrets() {
         .as_str()
         .is_some_and(|s| !s.is_empty()));
     assert!(request_line["latency_us"].as_u64().is_some());
+    assert_eq!(request_line["completed"], true, "the whole body was sent");
     assert!(
         !logs.contains("sk-secret-zero-config"),
         "API key leaked into logs"
