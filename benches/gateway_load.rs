@@ -486,36 +486,31 @@ async fn semantic_hits(client: &reqwest::Client, port: u16) {
         hit_us.len()
     );
     println!("\n| path | p50 µs | p90 µs | p99 µs |\n|---|---:|---:|---:|");
-    println!(
-        "| semantic hit (chat completion) | {} | {} | {} |",
-        pct(&hit_us, 0.5),
-        pct(&hit_us, 0.9),
-        pct(&hit_us, 0.99)
+    let row = |name: &str, v: &[u64]| {
+        println!(
+            "| {name} | {} | {} | {} |",
+            pct(v, 0.5),
+            pct(v, 0.9),
+            pct(v, 0.99)
+        )
+    };
+    let diff = |name: &str, a: &[u64], b: &[u64]| {
+        println!(
+            "| **{name} (p50)** | {} | | |",
+            pct(a, 0.5) as i64 - pct(b, 0.5) as i64
+        )
+    };
+    row("semantic hit (chat completion)", &hit_us);
+    row("embedding alone (/v1/embeddings, local model)", &embed_us);
+    diff("semantic hit - embedding", &hit_us, &embed_us);
+    row("semantic hit minus its own embedding wait", &hit_rest);
+    row(
+        "embedding request minus its own embedding wait",
+        &embed_rest,
     );
-    println!(
-        "| embedding alone (/v1/embeddings, local model) | {} | {} | {} |",
-        pct(&embed_us, 0.5),
-        pct(&embed_us, 0.9),
-        pct(&embed_us, 0.99)
-    );
-    println!(
-        "| **semantic hit - embedding (p50)** | {} | | |",
-        pct(&hit_us, 0.5) as i64 - pct(&embed_us, 0.5) as i64
-    );
-    println!(
-        "| semantic hit minus its own embedding wait | {} | {} | {} |",
-        pct(&hit_rest, 0.5),
-        pct(&hit_rest, 0.9),
-        pct(&hit_rest, 0.99)
-    );
-    println!(
-        "| embedding request minus its own embedding wait | {} | {} | {} |",
-        pct(&embed_rest, 0.5),
-        pct(&embed_rest, 0.9),
-        pct(&embed_rest, 0.99)
-    );
-    println!(
-        "| **difference of those (p50): the cache's own cost** | {} | | |",
-        pct(&hit_rest, 0.5) as i64 - pct(&embed_rest, 0.5) as i64
+    diff(
+        "difference of those: the cache's own cost",
+        &hit_rest,
+        &embed_rest,
     );
 }

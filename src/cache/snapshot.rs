@@ -167,49 +167,22 @@ impl Snapshot {
         &self.vectors[s..s + self.dims]
     }
 
-    /// Hint the CPU to start loading point `i`'s vector (no effect on correctness).
+    /// Hint the CPU to start loading point `i`'s int8 code (no effect on correctness).
     #[inline(always)]
     fn prefetch(&self, i: u32) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let start = i as usize * self.dims;
-            if let Some(c) = self.codes.get(start..start + self.dims) {
-                for line in c.chunks(64) {
-                    // SAFETY: prefetch is a hint on an address inside `self.codes`;
-                    // it never faults and SSE is part of the x86_64 baseline.
-                    unsafe {
-                        std::arch::x86_64::_mm_prefetch(
-                            line.as_ptr(),
-                            std::arch::x86_64::_MM_HINT_T0,
-                        )
-                    };
-                }
-            }
+        let start = i as usize * self.dims;
+        if let Some(c) = self.codes.get(start..start + self.dims) {
+            prefetch_lines(c);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = i;
     }
 
     /// Hint the CPU to start loading point `i`'s f32 vector.
     #[inline(always)]
     fn prefetch_vector(&self, i: u32) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let start = i as usize * self.dims;
-            if let Some(v) = self.vectors.get(start..start + self.dims) {
-                for line in v.chunks(16) {
-                    // SAFETY: as in `prefetch`: a hint on an address inside `self.vectors`.
-                    unsafe {
-                        std::arch::x86_64::_mm_prefetch(
-                            line.as_ptr() as *const i8,
-                            std::arch::x86_64::_MM_HINT_T0,
-                        )
-                    };
-                }
-            }
+        let start = i as usize * self.dims;
+        if let Some(v) = self.vectors.get(start..start + self.dims) {
+            prefetch_lines(v);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = i;
     }
 
     fn sim(&self, q: &[f32], i: u32) -> f32 {
@@ -328,6 +301,24 @@ impl Snapshot {
             out
         })
     }
+}
+
+/// Prefetch every cache line of `s` (a hint: no effect on correctness).
+#[inline(always)]
+fn prefetch_lines<T>(s: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let p = s.as_ptr() as *const i8;
+        for offset in (0..std::mem::size_of_val(s)).step_by(64) {
+            // SAFETY: `offset` is inside the slice, so the address is in bounds;
+            // prefetch never faults and SSE is part of the x86_64 baseline.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch(p.add(offset), std::arch::x86_64::_MM_HINT_T0)
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = s;
 }
 
 /// How many of the beam's best (by int8 score) are re-scored in f32 for a top `k`.
