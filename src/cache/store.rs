@@ -814,11 +814,10 @@ impl CacheStore {
         // Older live entries with the same exact key are replaced.
         let mut replaced = Vec::new();
         {
-            let live = self.live.read();
+            let exact_ids = self.exact_ids.read();
             for p in &prepared {
-                if let Some(v) = self.exact.get(p.exact.0)? {
-                    let old = key_id(&v)?;
-                    if live.contains_key(&old) && !replaced.contains(&old) {
+                if let Some(&old) = exact_ids.get(&p.exact.0) {
+                    if !replaced.contains(&old) {
                         replaced.push(old);
                     }
                 }

@@ -379,36 +379,48 @@ impl SemanticCache {
     }
 }
 
+/// One per-key counter of every provider pool, in Prometheus text format.
+fn key_counter(
+    s: &mut String,
+    pools: &[crate::providers::PoolStats],
+    name: &str,
+    help: &str,
+    pick: impl Fn(&crate::providers::KeyStats) -> u64,
+) {
+    use std::fmt::Write;
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+    for p in pools {
+        for (i, k) in p.keys.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "{name}{{provider=\"{}\",key=\"{i}\"}} {}",
+                p.provider,
+                pick(k)
+            );
+        }
+    }
+}
+
 /// `GET /metrics`: Prometheus text format, low-cardinality labels only.
 pub fn metrics(gw: &Gateway) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let mut pools: Vec<_> = gw.providers().map(|p| p.pool.stats()).collect();
     pools.sort_by(|a, b| a.provider.cmp(&b.provider));
-    for (name, help, pick) in [
-        (
-            "deja_provider_key_requests_total",
-            "Requests sent with each configured key (by position in the provider's key list).",
-            (|k: &crate::providers::KeyStats| k.requests) as fn(&crate::providers::KeyStats) -> u64,
-        ),
-        (
-            "deja_provider_key_failures_total",
-            "Requests that failed against each key (auth, rate limit, 5xx, unreachable).",
-            |k| k.failures,
-        ),
-    ] {
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
-        for p in &pools {
-            for (i, k) in p.keys.iter().enumerate() {
-                let _ = writeln!(
-                    s,
-                    "{name}{{provider=\"{}\",key=\"{i}\"}} {}",
-                    p.provider,
-                    pick(k)
-                );
-            }
-        }
-    }
+    key_counter(
+        &mut s,
+        &pools,
+        "deja_provider_key_requests_total",
+        "Requests sent with each configured key (by position in the provider's key list).",
+        |k| k.requests,
+    );
+    key_counter(
+        &mut s,
+        &pools,
+        "deja_provider_key_failures_total",
+        "Requests that failed against each key (auth, rate limit, 5xx, unreachable).",
+        |k| k.failures,
+    );
     if let Some(c) = &gw.cache {
         let n = &c.counters;
         let _ = writeln!(s, "# HELP deja_cache_lookups_total Requests by cache outcome.\n# TYPE deja_cache_lookups_total counter");
