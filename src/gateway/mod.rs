@@ -141,9 +141,13 @@ impl Gateway {
         }
     }
 
-    /// Ready when every pool actor is running.
+    /// Ready when every pool actor is running and has ended its model discovery (bare
+    /// model names route by the listed models; before that they would go to the
+    /// default provider).
     pub fn is_ready(&self) -> bool {
-        self.providers.values().all(|p| p.actor.connected())
+        self.providers
+            .values()
+            .all(|p| p.actor.connected() && p.pool.discovery_done())
     }
 
     pub fn providers(&self) -> impl Iterator<Item = &ProviderHandle> {

@@ -196,7 +196,8 @@ pub fn stop_server(handle: ServerHandle, graceful: bool) {
     let _ = t.join();
 }
 
-/// Start the gateway on 127.0.0.1 (port 0 → a free port) on a new thread.
+/// Start the gateway on 127.0.0.1 (port 0 → a free port) on a new thread; returns once it
+/// is ready (`/ready` would say 200), or after 30 s.
 pub fn spawn(mut config: Config) -> anyhow::Result<Spawned> {
     let listener = TcpListener::bind((config.server.host.as_str(), config.server.port))?;
     config.server.port = listener.local_addr()?.port();
@@ -221,6 +222,12 @@ pub fn spawn(mut config: Config) -> anyhow::Result<Spawned> {
         let _ = sys.run();
     });
     let (addr, handle, state) = rx.recv()??;
+    // Like a load balancer watching /ready: requests start once model discovery ended
+    // (bounded: discovery is bounded by each provider's timeouts).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !state.gateway.is_ready() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     Ok(Spawned {
         addr,
         handle,

@@ -16,7 +16,7 @@ use actix::prelude::*;
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +103,8 @@ pub struct PoolState {
     /// Running sum of weights, for weighted random choice.
     cumulative: Vec<u64>,
     counters: Vec<KeyCounters>,
+    /// Model discovery has ended (listed, failed, or not configured).
+    discovered: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +154,13 @@ impl PoolState {
             counters: all.iter().map(|_| KeyCounters::default()).collect(),
             keys: all.into_iter().map(|k| k.key).collect(),
             cumulative,
+            discovered: AtomicBool::new(!cfg.discover_models),
         })
+    }
+
+    /// Whether model discovery has ended (a provider without it: from the start).
+    pub fn discovery_done(&self) -> bool {
+        self.discovered.load(Ordering::Acquire)
     }
 
     /// This thread's client for the pool, built on first use.
@@ -255,17 +263,19 @@ impl Actor for ProviderPool {
         let lease = self.state.checkout(&mut rand::rng());
         let adapter = self.adapter.clone();
         let registry = self.registry.clone();
-        let provider = self.state.provider.clone();
+        let state = self.state.clone();
         actix::spawn(async move {
+            let provider = &state.provider;
             match list_models(&adapter, &lease).await {
                 Ok(models) => {
                     tracing::info!(provider = %provider, count = models.len(), "discovered models");
-                    registry.add_listed(&provider, models);
+                    registry.add_listed(provider, models);
                 }
                 Err(e) => {
                     tracing::warn!(provider = %provider, error = %e, "model discovery failed")
                 }
             }
+            state.discovered.store(true, Ordering::Release);
         });
     }
 }
@@ -315,6 +325,15 @@ mod tests {
         assert_eq!(&*lease.base_url, "http://127.0.0.1:11434/v1");
         st.record(lease.key_index, true);
         assert!(st.stats().keys.is_empty());
+    }
+
+    #[test]
+    fn discovery_is_pending_only_where_configured() {
+        let mut cfg = ProviderConfig::new(ProviderKind::Ollama);
+        cfg.discover_models = true;
+        assert!(!PoolState::new("o", &cfg).unwrap().discovery_done());
+        cfg.discover_models = false;
+        assert!(PoolState::new("o", &cfg).unwrap().discovery_done());
     }
 
     #[test]
