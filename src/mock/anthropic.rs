@@ -18,7 +18,7 @@
 //! type for it; a model not named `claude-*` gets 404 `not_found_error`, as an unknown
 //! model does. `GET /_mock/requests` lists what was received, headers included.
 
-use super::Behaviour;
+use super::{Behaviour, Recorder};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use futures_util::stream;
@@ -47,7 +47,7 @@ pub struct AnthropicMockState {
     api_key: Option<String>,
     models: Vec<String>,
     behaviour: Mutex<Behaviour>,
-    requests: Mutex<Vec<AnthropicRecorded>>,
+    requests: Recorder<AnthropicRecorded>,
     calls: AtomicU64,
 }
 
@@ -72,17 +72,11 @@ impl AnthropicMockState {
     }
 
     pub fn requests(&self) -> Vec<AnthropicRecorded> {
-        self.requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.requests.all()
     }
 
     pub fn clear(&self) {
-        self.requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.requests.clear();
     }
 }
 
@@ -577,16 +571,13 @@ async fn messages(
     let st = state.get_ref().clone();
     let n = st.calls.fetch_add(1, Ordering::SeqCst) + 1;
     let parsed: Result<Value, _> = serde_json::from_slice(&body);
-    st.requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(AnthropicRecorded {
-            path: req.path().to_owned(),
-            x_api_key: header(&req, "x-api-key"),
-            anthropic_version: header(&req, "anthropic-version"),
-            authorization: header(&req, "authorization"),
-            body: parsed.as_ref().cloned().unwrap_or(Value::Null),
-        });
+    st.requests.push(AnthropicRecorded {
+        path: req.path().to_owned(),
+        x_api_key: header(&req, "x-api-key"),
+        anthropic_version: header(&req, "anthropic-version"),
+        authorization: header(&req, "authorization"),
+        body: parsed.as_ref().cloned().unwrap_or(Value::Null),
+    });
     if let Err((status, m)) = check_auth(&st, &req) {
         return error(status, &m);
     }

@@ -9,11 +9,12 @@
 //! <https://learn.microsoft.com/en-us/azure/ai-services/openai/concepts/content-filter>.
 
 use super::runner::Running;
+use super::Recorder;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// API versions the mock accepts (GA and preview data-plane versions).
 pub const API_VERSIONS: &[&str] = &[
@@ -41,7 +42,7 @@ pub struct AzureMockState {
     pub bearer: Option<String>,
     /// Deployment name -> the model it runs.
     pub deployments: BTreeMap<String, String>,
-    requests: Mutex<Vec<AzureRecorded>>,
+    requests: Recorder<AzureRecorded>,
 }
 
 impl AzureMockState {
@@ -54,15 +55,12 @@ impl AzureMockState {
                 .iter()
                 .map(|(d, m)| (d.to_string(), m.to_string()))
                 .collect(),
-            requests: Mutex::new(Vec::new()),
+            requests: Recorder::default(),
         }
     }
 
     pub fn requests(&self) -> Vec<AzureRecorded> {
-        self.requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.requests.all()
     }
 }
 
@@ -158,18 +156,14 @@ async fn handle(
         Ok(v) => v,
         Err(e) => return azure_error(400, "invalid_request", &format!("Invalid JSON: {e}")),
     };
-    state
-        .requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(AzureRecorded {
-            deployment: deployment.clone(),
-            operation: operation.clone(),
-            query: req.query_string().to_owned(),
-            api_key: header("api-key"),
-            authorization: header("authorization"),
-            body: body.clone(),
-        });
+    state.requests.push(AzureRecorded {
+        deployment: deployment.clone(),
+        operation: operation.clone(),
+        query: req.query_string().to_owned(),
+        api_key: header("api-key"),
+        authorization: header("authorization"),
+        body: body.clone(),
+    });
     // Azure answers an unknown or missing api-version with a bare 404.
     let version = url::form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k == "api-version")

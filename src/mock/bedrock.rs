@@ -13,6 +13,7 @@
 //! <https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html>,
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-troubleshooting.html>.
 
+use super::Recorder;
 use crate::config::Secret;
 use crate::providers::bedrock::{sign_headers, AwsCredentials, SIGNING_SERVICE};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// The credentials and region the mock accepts.
@@ -58,15 +59,12 @@ pub struct BedrockRecorded {
 
 pub struct BedrockMockState {
     settings: BedrockMockSettings,
-    requests: Mutex<Vec<BedrockRecorded>>,
+    requests: Recorder<BedrockRecorded>,
 }
 
 impl BedrockMockState {
     pub fn requests(&self) -> Vec<BedrockRecorded> {
-        self.requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.requests.all()
     }
 }
 
@@ -777,16 +775,13 @@ async fn handle(
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    st.requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(BedrockRecorded {
-            raw_path: raw_path.clone(),
-            model_id: model_id.clone(),
-            action: action.to_owned(),
-            headers,
-            body: json_body.clone(),
-        });
+    st.requests.push(BedrockRecorded {
+        raw_path: raw_path.clone(),
+        model_id: model_id.clone(),
+        action: action.to_owned(),
+        headers,
+        body: json_body.clone(),
+    });
     if action == "invoke" {
         return titan(&model_id, &json_body);
     }
@@ -861,7 +856,7 @@ impl BedrockMockState {
     pub fn new(settings: BedrockMockSettings) -> Self {
         BedrockMockState {
             settings,
-            requests: Mutex::new(Vec::new()),
+            requests: Recorder::default(),
         }
     }
 }

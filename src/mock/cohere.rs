@@ -10,11 +10,12 @@
 //! <https://docs.cohere.com/docs/tool-use-streaming>, <https://docs.cohere.com/reference/embed>,
 //! <https://docs.cohere.com/reference/list-models>, <https://docs.cohere.com/reference/errors>.
 
+use super::Recorder;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct CohereMockSettings {
@@ -40,7 +41,7 @@ pub struct CohereRecorded {
 
 pub struct CohereMockState {
     settings: CohereMockSettings,
-    requests: Mutex<Vec<CohereRecorded>>,
+    requests: Recorder<CohereRecorded>,
 }
 
 fn error(status: u16, message: &str) -> HttpResponse {
@@ -64,18 +65,15 @@ fn auth_refusal(st: &CohereMockState, req: &HttpRequest) -> Option<HttpResponse>
 }
 
 fn record(st: &CohereMockState, req: &HttpRequest, body: &Value) {
-    st.requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(CohereRecorded {
-            path: req.path().to_owned(),
-            authorization: req
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            body: body.clone(),
-        });
+    st.requests.push(CohereRecorded {
+        path: req.path().to_owned(),
+        authorization: req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: body.clone(),
+    });
 }
 
 fn text_of(content: Option<&Value>) -> String {
@@ -502,7 +500,7 @@ impl CohereMockState {
     pub fn new(settings: CohereMockSettings) -> Self {
         CohereMockState {
             settings,
-            requests: Mutex::new(Vec::new()),
+            requests: Recorder::default(),
         }
     }
 }
@@ -531,11 +529,7 @@ impl CohereMock {
     }
 
     pub fn requests(&self) -> Vec<CohereRecorded> {
-        self.state
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.state.requests.all()
     }
 }
 

@@ -23,6 +23,7 @@
 //! them; otherwise `Echo: <text>`.
 
 use super::runner::Running;
+use super::Recorder;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -59,7 +60,7 @@ pub struct GeminiMockState {
     token_requests: AtomicU64,
     issued: Mutex<HashMap<String, Instant>>,
     token_uri: OnceLock<String>,
-    requests: Mutex<Vec<GeminiRecorded>>,
+    requests: Recorder<GeminiRecorded>,
     responses: AtomicU64,
 }
 
@@ -73,16 +74,13 @@ impl GeminiMockState {
             token_requests: AtomicU64::new(0),
             issued: Mutex::new(HashMap::new()),
             token_uri: OnceLock::new(),
-            requests: Mutex::new(Vec::new()),
+            requests: Recorder::default(),
             responses: AtomicU64::new(0),
         }
     }
 
     pub fn requests(&self) -> Vec<GeminiRecorded> {
-        self.requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.requests.all()
     }
 
     /// Token requests whose assertion verified (a token was issued).
@@ -189,18 +187,14 @@ fn header(req: &HttpRequest, name: &str) -> Option<String> {
 }
 
 fn record(state: &GeminiMockState, req: &HttpRequest, body: &Value) {
-    state
-        .requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(GeminiRecorded {
-            method: req.method().to_string(),
-            path: req.path().to_owned(),
-            query: req.query_string().to_owned(),
-            api_key: header(req, "x-goog-api-key"),
-            authorization: header(req, "authorization"),
-            body: body.clone(),
-        });
+    state.requests.push(GeminiRecorded {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+        query: req.query_string().to_owned(),
+        api_key: header(req, "x-goog-api-key"),
+        authorization: header(req, "authorization"),
+        body: body.clone(),
+    });
 }
 
 fn check_api_key(state: &GeminiMockState, req: &HttpRequest) -> Result<(), Box<HttpResponse>> {

@@ -70,11 +70,39 @@ impl Default for MockSettings {
     }
 }
 
+/// The requests a mock received, in order (shared by every mock's state).
+pub struct Recorder<T>(Mutex<Vec<T>>);
+
+impl<T> Default for Recorder<T> {
+    fn default() -> Self {
+        Recorder(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T: Clone> Recorder<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<T>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn push(&self, r: T) {
+        self.lock().push(r);
+    }
+
+    /// A copy of everything recorded so far.
+    pub fn all(&self) -> Vec<T> {
+        self.lock().clone()
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
 /// Shared mock state; tests hold an `Arc` to steer and inspect it.
 #[derive(Default)]
 pub struct MockState {
     behaviour: Mutex<Behaviour>,
-    requests: Mutex<Vec<Recorded>>,
+    requests: Recorder<Recorded>,
     record: bool,
     models: Vec<String>,
     calls: AtomicU64,
@@ -104,17 +132,11 @@ impl MockState {
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.requests.all()
     }
 
     pub fn clear(&self) {
-        self.requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.requests.clear();
     }
 
     pub fn stats(&self) -> MockStats {
@@ -390,14 +412,11 @@ async fn handle(
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        st.requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Recorded {
-                path: path.clone(),
-                authorization,
-                body: json_body.clone(),
-            });
+        st.requests.push(Recorded {
+            path: path.clone(),
+            authorization,
+            body: json_body.clone(),
+        });
     }
     let behaviour = st.behaviour();
     match &behaviour {
