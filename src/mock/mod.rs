@@ -517,6 +517,9 @@ pub fn server(
             .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
             .configure(configure)
     })
+    // SSE frames are small writes: without TCP_NODELAY Nagle's algorithm can hold one
+    // until the reader's delayed ACK, and the mock must never be what a benchmark measures.
+    .tcp_nodelay(true)
     .workers(workers.max(1))
     .backlog(4096)
     .shutdown_timeout(1)
