@@ -92,6 +92,15 @@ async fn exact_repeat_and_paraphrase_hit_different_question_misses() {
     )
     .await;
     assert_eq!(cache_status(&hd), "miss");
+    let nearest: f32 = hd["x-deja-cache-similarity"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        nearest < 0.75,
+        "a miss reports its nearest entry's similarity, below the threshold: {nearest}"
+    );
     assert_eq!(
         other["choices"][0]["message"]["content"],
         "Mock answer to: What is the exchange rate for euros today?"

@@ -315,6 +315,36 @@ fn eviction_by_count_respects_lru() {
 }
 
 #[test]
+fn noted_hits_count_at_once_steer_lru_and_persist_once_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg();
+    c.max_entries = 3;
+    let store = CacheStore::open(dir.path(), c.clone()).unwrap();
+    let mut rng = StdRng::seed_from_u64(61);
+    let ids: Vec<u64> = (0..3)
+        .map(|i| fill(&store, &mut rng, "p", i, 1, 100 + i)[0].0)
+        .collect();
+    store.note_hit(ids[0], 200);
+    store.note_hit(ids[0], 150);
+    store.note_hit(ids[1], 210);
+    store.note_hit(u64::MAX - 3, 200);
+    // visible to reads before the writer applies them
+    let e0 = store.get(ids[0], 300).unwrap().unwrap();
+    assert_eq!((e0.hits, e0.last_hit_ms), (2, Some(200)));
+    // an insert applies them before evicting: ids[2] is now the least recently used
+    fill(&store, &mut rng, "p", 10, 1, 300);
+    assert!(store.get(ids[2], 300).unwrap().is_none());
+    assert!(store.get(ids[0], 300).unwrap().is_some());
+    store.note_hit(ids[1], 400);
+    store.apply_hits().unwrap();
+    drop(store);
+    let store = CacheStore::open(dir.path(), c).unwrap();
+    let e1 = store.get(ids[1], 500).unwrap().unwrap();
+    assert_eq!((e1.hits, e1.last_hit_ms), (2, Some(400)));
+    assert_eq!(store.get(ids[0], 500).unwrap().unwrap().hits, 2);
+}
+
+#[test]
 fn fifo_ignores_hits() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cfg();
@@ -860,7 +890,9 @@ fn actor_handle_round_trip() {
         h.record_hit(ids[0]);
         now.store(2_000, Ordering::SeqCst);
         h.record_hit(ids[0]);
-        // messages are handled in order: the hits are in before the sweep
+        // noted hits count at once, and the sweep applies them
+        let e = h.get(ids[0]).unwrap().unwrap();
+        assert_eq!((e.hits, e.last_hit_ms), (2, Some(2_000)));
         h.sweep().await.unwrap();
         let e = h.get(ids[0]).unwrap().unwrap();
         assert_eq!((e.hits, e.last_hit_ms), (2, Some(2_000)));

@@ -53,7 +53,9 @@ mod snapshot;
 mod store;
 pub mod verify;
 
-pub use actor::{CacheHandle, CacheWriter, Delete, DeleteWhere, Insert, Rebuild, RecordHit, Sweep};
+pub use actor::{
+    CacheHandle, CacheWriter, Delete, DeleteWhere, Insert, Rebuild, Sweep, HIT_APPLY_INTERVAL,
+};
 pub use index::{dot, ClampedCosine};
 pub use store::CacheStore;
 
@@ -333,6 +335,19 @@ pub struct Entry {
     pub last_hit_ms: Option<u64>,
     /// Accounted bytes (counts against `max_bytes`).
     pub size_bytes: u64,
+}
+
+/// What serving an entry needs: its text (to judge it against a request) and its
+/// stored response exactly as stored, unparsed (a non-streaming hit sends these
+/// bytes as they are). Read without the hit counters or the vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cached {
+    pub id: u64,
+    pub namespace: String,
+    pub model: String,
+    pub prompt_text: String,
+    /// The stored OpenAI response body (JSON).
+    pub response: bytes::Bytes,
 }
 
 /// An entry without its vector and response (for listings).

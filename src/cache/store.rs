@@ -18,8 +18,9 @@
 
 use super::index::{self, PartIndex, RawHit, Rows, VectorIndex};
 use super::{
-    CacheConfig, CacheError, CacheResult, CacheStats, Candidate, Entry, EntryFilter, EntrySummary,
-    EvictionPolicy, ExactKey, IndexState, ListPage, NewEntry, RebuildReport, SweepReport,
+    CacheConfig, CacheError, CacheResult, CacheStats, Cached, Candidate, Entry, EntryFilter,
+    EntrySummary, EvictionPolicy, ExactKey, IndexState, ListPage, NewEntry, RebuildReport,
+    SweepReport,
 };
 use parking_lot::{Mutex, RwLock};
 use rayon::prelude::*;
@@ -85,6 +86,11 @@ pub struct CacheStore {
     /// lookup that misses (most requests) never reads sled.
     exact_ids: RwLock<HashMap<[u8; 32], u64>>,
     writer: Mutex<WriterState>,
+    /// Hits noted on the serving path and not yet applied: id -> (count, last hit ms).
+    /// Serving a hit only takes this lock; the writer applies them (LRU order, the
+    /// `hits` tree) on its timer and before anything that evicts, and reads add them,
+    /// so no hit ever has to wake the writer's thread.
+    pending_hits: Mutex<HashMap<u64, (u64, u64)>>,
     bytes: AtomicU64,
     evictions: AtomicU64,
     expirations: AtomicU64,
@@ -531,6 +537,7 @@ impl CacheStore {
             live: RwLock::new(live),
             exact_ids: RwLock::new(exact_ids),
             writer: Mutex::new(WriterState { order }),
+            pending_hits: Mutex::new(HashMap::new()),
             bytes: AtomicU64::new(total_bytes),
             last_rebuild: Mutex::new(None),
             rebuilding: AtomicBool::new(false),
@@ -613,6 +620,34 @@ impl CacheStore {
             last_hit_ms: hits.1,
             size_bytes: v.len() as u64 + ROW_OVERHEAD,
         }))
+    }
+
+    /// What serving the live entry `id` needs ([`Cached`]): no JSON parse, no
+    /// hit-counter read.
+    pub fn get_cached(&self, id: u64, now_ms: u64) -> CacheResult<Option<Cached>> {
+        if !self.is_live(id, now_ms) {
+            return Ok(None);
+        }
+        let Some(v) = self.entries.get(id_key(id))? else {
+            return Ok(None);
+        };
+        let rec = decode(id, &v, false)?;
+        Ok(Some(Cached {
+            id,
+            namespace: rec.namespace.to_string(),
+            model: rec.model.to_string(),
+            prompt_text: rec.prompt_text.to_string(),
+            response: bytes::Bytes::copy_from_slice(rec.response),
+        }))
+    }
+
+    /// [`CacheStore::get_cached`] of the live entry stored under `key`.
+    pub fn get_exact_cached(&self, key: &ExactKey, now_ms: u64) -> CacheResult<Option<Cached>> {
+        let id = self.exact_ids.read().get(&key.0).copied();
+        match id {
+            Some(id) => self.get_cached(id, now_ms),
+            None => Ok(None),
+        }
     }
 
     /// The live entry stored under `key` (expired = absent), with an empty
@@ -758,12 +793,17 @@ impl CacheStore {
         self.live.read().get(&id).is_some_and(|m| m.alive(now_ms))
     }
 
+    /// (hits, last hit ms) as stored plus any not yet applied.
     fn hit_counts(&self, id: u64) -> CacheResult<(u64, Option<u64>)> {
-        Ok(self
+        let (hits, last) = self
             .hits
             .get(id_key(id))?
             .map(|v| decode_hits(&v))
-            .unwrap_or((0, None)))
+            .unwrap_or((0, None));
+        Ok(match self.pending_hits.lock().get(&id) {
+            Some(&(n, at)) => (hits + n, Some(last.map_or(at, |l| l.max(at)))),
+            None => (hits, last),
+        })
     }
 
     // ------------------------------------------------------------ writes
@@ -806,6 +846,7 @@ impl CacheStore {
             .collect::<CacheResult<Vec<_>>>()?;
 
         let mut w = self.writer.lock();
+        self.apply_hits_locked(&mut w)?;
         let ids = prepared
             .iter()
             .map(|_| self.db.generate_id())
@@ -878,6 +919,7 @@ impl CacheStore {
     /// Deletes a live entry (flushed before returning).
     pub fn delete(&self, id: u64) -> CacheResult<()> {
         let mut w = self.writer.lock();
+        self.apply_hits_locked(&mut w)?;
         if !self.live.read().contains_key(&id) {
             return Err(CacheError::NotFound(id));
         }
@@ -890,6 +932,7 @@ impl CacheStore {
     /// all); returns how many. Flushed before returning.
     pub fn delete_where(&self, filter: &EntryFilter) -> CacheResult<u64> {
         let mut w = self.writer.lock();
+        self.apply_hits_locked(&mut w)?;
         let mut victims = Vec::new();
         for kv in self.entries.iter() {
             let (k, v) = kv?;
@@ -906,24 +949,63 @@ impl CacheStore {
         Ok(n)
     }
 
-    /// Counts a hit on a live entry (not flushed). Returns whether it exists.
+    /// Counts a hit on a live entry now (not flushed). Returns whether it exists.
     pub fn record_hit(&self, id: u64, now_ms: u64) -> CacheResult<bool> {
         let mut w = self.writer.lock();
+        self.apply_hits_locked(&mut w)?;
+        self.apply_hit_locked(&mut w, id, 1, now_ms)
+    }
+
+    /// Notes a hit for the writer to apply later ([`CacheStore::apply_hits`]): the
+    /// serving path's way, a short lock and no I/O. Reads count it at once.
+    pub fn note_hit(&self, id: u64, now_ms: u64) {
+        let mut p = self.pending_hits.lock();
+        let e = p.entry(id).or_insert((0, now_ms));
+        e.0 += 1;
+        e.1 = e.1.max(now_ms);
+    }
+
+    /// Applies the noted hits (LRU order and the `hits` tree); the writer's job.
+    pub fn apply_hits(&self) -> CacheResult<()> {
+        let mut w = self.writer.lock();
+        self.apply_hits_locked(&mut w)
+    }
+
+    fn apply_hits_locked(&self, w: &mut WriterState) -> CacheResult<()> {
+        let pending = std::mem::take(&mut *self.pending_hits.lock());
+        for (id, (n, at)) in pending {
+            self.apply_hit_locked(w, id, n, at)?;
+        }
+        Ok(())
+    }
+
+    /// `n` hits on `id`, the last at `now_ms`; `false` when it is not live.
+    fn apply_hit_locked(
+        &self,
+        w: &mut WriterState,
+        id: u64,
+        n: u64,
+        now_ms: u64,
+    ) -> CacheResult<bool> {
         {
             let mut live = self.live.write();
             let Some(m) = live.get_mut(&id) else {
                 return Ok(false);
             };
-            if self.cfg.eviction == EvictionPolicy::Lru {
+            if self.cfg.eviction == EvictionPolicy::Lru && now_ms > m.order {
                 w.order.remove(&(m.order, id));
                 m.order = now_ms;
                 w.order.insert((now_ms, id));
             }
         }
-        let (hits, _) = self.hit_counts(id)?;
+        let (hits, last) = self
+            .hits
+            .get(id_key(id))?
+            .map(|v| decode_hits(&v))
+            .unwrap_or((0, None));
         let mut v = [0u8; 16];
-        v[..8].copy_from_slice(&(hits + 1).to_le_bytes());
-        v[8..].copy_from_slice(&now_ms.to_le_bytes());
+        v[..8].copy_from_slice(&(hits + n).to_le_bytes());
+        v[8..].copy_from_slice(&last.map_or(now_ms, |l| l.max(now_ms)).to_le_bytes());
         self.hits.insert(id_key(id), &v)?;
         Ok(true)
     }
@@ -931,6 +1013,7 @@ impl CacheStore {
     /// Removes entries expired at `now_ms`, then evicts down to the limits.
     pub fn sweep(&self, now_ms: u64) -> CacheResult<SweepReport> {
         let mut w = self.writer.lock();
+        self.apply_hits_locked(&mut w)?;
         let expired: Vec<u64> = self
             .live
             .read()

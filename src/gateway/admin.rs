@@ -201,9 +201,10 @@ pub async fn search(gw: &Gateway, req: SearchRequest) -> Result<Value, GatewayEr
         .handle
         .get_exact(&ExactKey(key.exact))
         .map_err(cache_error)?;
-    let (_, judged, _) = c
+    let judged = c
         .candidates(&key, threshold, req.k.clamp(1, 100), false)
-        .await?;
+        .await?
+        .judged;
     let mut served_one = exact.is_some();
     let candidates: Vec<Value> = judged
         .iter()

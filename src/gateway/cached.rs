@@ -6,7 +6,7 @@ use super::{call_provider, GatewayError, ParsedRequest, Reply, ReplyBody};
 use crate::cache::key::{cache_key, CacheKey};
 use crate::cache::replay::{is_cacheable, to_sse, SseAssembler};
 use crate::cache::verify::Prepared;
-use crate::cache::{CacheConfig, CacheHandle, Candidate, Entry, ExactKey, NewEntry};
+use crate::cache::{CacheConfig, CacheHandle, Cached, Candidate, ExactKey, NewEntry};
 use crate::embed::{EmbedError, EmbedderHandle};
 use crate::providers::{Endpoint, Route};
 use bytes::Bytes;
@@ -183,12 +183,25 @@ impl CacheCounters {
 /// A verdict on one candidate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judged {
-    pub entry: Entry,
+    pub entry: Cached,
     pub similarity: f32,
     pub above_threshold: bool,
     pub accepted: bool,
     pub reason: Option<String>,
     pub detail: String,
+}
+
+/// The outcome of [`SemanticCache::candidates`].
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// The request's embedding.
+    pub vector: Vec<f32>,
+    /// The candidates judged, best first.
+    pub judged: Vec<Judged>,
+    /// The highest similarity the index returned (judged or not).
+    pub nearest: Option<f32>,
+    /// Time spent waiting for the embedding.
+    pub embed: Duration,
 }
 
 type Flight = watch::Receiver<Option<Option<Arc<Value>>>>;
@@ -223,20 +236,19 @@ impl SemanticCache {
         }
     }
 
-    /// Nearest entries for `key` (embedding `key.text`), each judged: above the threshold
-    /// and accepted by the verifier. Best first. Also returns the vector. With
-    /// `stop_at_accept` (the serving path) judging stops at the first accepted entry,
-    /// which is the one served, and the index is searched narrow first
-    /// (`hnsw.ef_search_fast`), then at `hnsw.ef_search` only when the narrow pass found
-    /// nothing to serve; the admin search judges all `k` of one full-width search.
-    /// Also returns the time spent waiting for the embedding.
+    /// Nearest entries for `key` (embedding `key.text`), judged: above the threshold
+    /// and accepted by the verifier. With `serving` judging stops at the first accepted
+    /// entry, which is the one served, entries below the threshold are not read, and the
+    /// index is searched narrow first (`hnsw.ef_search_fast`), then at `hnsw.ef_search`
+    /// only when the narrow pass found nothing to serve; the admin search (`!serving`)
+    /// judges all `k` of one full-width search.
     pub async fn candidates(
         &self,
         key: &CacheKey,
         threshold: f32,
         k: usize,
-        stop_at_accept: bool,
-    ) -> Result<(Vec<f32>, Vec<Judged>, Duration), GatewayError> {
+        serving: bool,
+    ) -> Result<Lookup, GatewayError> {
         let started = std::time::Instant::now();
         // The embedding job is queued on the first poll; the request's side of the
         // verifier then runs on this thread while the embedder works.
@@ -250,43 +262,55 @@ impl SemanticCache {
         .await;
         let vector = vector.map_err(embed_error)?;
         let (fast, full) = (self.config.hnsw.ef_search_fast, self.config.hnsw.ef_search);
-        let mut out = Vec::with_capacity(k);
-        if stop_at_accept && fast < full {
+        let mut out = Lookup {
+            judged: Vec::with_capacity(k),
+            nearest: None,
+            embed,
+            vector: Vec::new(),
+        };
+        let passes: &[Option<usize>] = if serving && fast < full {
+            &[Some(fast), None]
+        } else {
+            &[None]
+        };
+        for &ef in passes {
             let found = self
                 .handle
-                .search_ef(&vector, &key.partition, k, Some(fast))
+                .search_ef(&vector, &key.partition, k, ef)
                 .map_err(cache_error)?;
-            if self.judge_found(&request, threshold, found, true, &mut out)? {
-                return Ok((vector, out, embed));
+            if self.judge_found(&request, threshold, found, serving, &mut out)? {
+                break;
             }
         }
-        let found = self
-            .handle
-            .search(&vector, &key.partition, k)
-            .map_err(cache_error)?;
-        self.judge_found(&request, threshold, found, stop_at_accept, &mut out)?;
-        out.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
-        Ok((vector, out, embed))
+        out.judged
+            .sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        out.vector = vector;
+        Ok(out)
     }
 
-    /// Judge `found` (best first) into `out`, skipping entries already there; with
-    /// `stop_at_accept`, stop at the first accepted one. Returns whether one was.
+    /// Judge `found` (best first) into `out`, skipping entries already there; when
+    /// `serving`, stop at the first accepted one or the first below the threshold
+    /// (all after it are too). Returns whether one was accepted.
     fn judge_found(
         &self,
         request: &Prepared<'_>,
         threshold: f32,
         found: Vec<Candidate>,
-        stop_at_accept: bool,
-        out: &mut Vec<Judged>,
+        serving: bool,
+        out: &mut Lookup,
     ) -> Result<bool, GatewayError> {
         for c in found {
-            if out.iter().any(|j| j.entry.id == c.id) {
+            out.nearest = Some(out.nearest.map_or(c.similarity, |n| n.max(c.similarity)));
+            let above = c.similarity >= threshold;
+            if serving && !above {
+                break;
+            }
+            if out.judged.iter().any(|j| j.entry.id == c.id) {
                 continue;
             }
-            let Some(entry) = self.handle.get(c.id).map_err(cache_error)? else {
+            let Some(entry) = self.handle.get_cached(c.id).map_err(cache_error)? else {
                 continue;
             };
-            let above = c.similarity >= threshold;
             let (accepted, reason, detail) = if above {
                 self.verifier
                     .judge(request, &entry.prompt_text, c.similarity)
@@ -300,7 +324,7 @@ impl SemanticCache {
                     ),
                 )
             };
-            out.push(Judged {
+            out.judged.push(Judged {
                 entry,
                 similarity: c.similarity,
                 above_threshold: above,
@@ -308,7 +332,7 @@ impl SemanticCache {
                 reason,
                 detail,
             });
-            if accepted && stop_at_accept {
+            if accepted && serving {
                 return Ok(true);
             }
         }
@@ -389,27 +413,41 @@ pub fn request_key(
     )
 }
 
+/// A reply the cache answers with: an entry's stored bytes, or a coalesced leader's
+/// parsed response.
+enum HitBody<'a> {
+    Stored(&'a Bytes),
+    Parsed(&'a Value),
+}
+
 fn hit_reply(
     route: &Route,
-    response: &Value,
+    response: HitBody<'_>,
     stream: bool,
     include_usage: bool,
     meta: CacheMeta,
-) -> Reply {
-    let body = if stream {
-        let frames = to_sse(response, include_usage);
+) -> Result<Reply, GatewayError> {
+    let sse = |v: &Value| {
+        let frames = to_sse(v, include_usage);
         ReplyBody::Stream(stream::iter(frames.into_iter().map(Ok)).boxed())
-    } else {
-        ReplyBody::Json(Bytes::from(response.to_string()))
     };
-    Reply {
+    let body = match (response, stream) {
+        // a non-streaming hit sends the stored bytes as they are
+        (HitBody::Stored(b), false) => ReplyBody::Json(b.clone()),
+        (HitBody::Stored(b), true) => sse(&serde_json::from_slice(b).map_err(|e| {
+            GatewayError::Cache(format!("entry {:?}: stored response: {e}", meta.entry))
+        })?),
+        (HitBody::Parsed(v), false) => ReplyBody::Json(Bytes::from(v.to_string())),
+        (HitBody::Parsed(v), true) => sse(v),
+    };
+    Ok(Reply {
         status: 200,
         body,
         provider: route.provider.as_str().into(),
         model: route.model.clone(),
         upstream: Duration::ZERO,
         cache: meta,
-    }
+    })
 }
 
 fn include_usage(req: &ParsedRequest) -> bool {
@@ -469,35 +507,36 @@ async fn serve_inner(
     if controls.read {
         if let Some(entry) = cache
             .handle
-            .get_exact(&ExactKey(key.exact))
+            .get_exact_cached(&ExactKey(key.exact))
             .map_err(cache_error)?
         {
             meta.status = CacheStatus::HitExact;
             meta.similarity = Some(1.0);
             meta.entry = Some(entry.id);
-            return Ok(hit_reply(route, &entry.response, stream, usage, meta));
+            let body = HitBody::Stored(&entry.response);
+            return hit_reply(route, body, stream, usage, meta);
         }
         let threshold = controls
             .threshold
             .unwrap_or(cache.config.similarity_threshold);
-        let (v, judged, embed) = cache
+        let lookup = cache
             .candidates(&key, threshold, cache.config.top_k, true)
             .await?;
-        vector = Some(v);
-        meta.embed = Some(embed);
-        if let Some(best) = judged.iter().find(|j| j.accepted) {
+        meta.embed = Some(lookup.embed);
+        if let Some(best) = lookup.judged.iter().find(|j| j.accepted) {
             meta.status = CacheStatus::HitSemantic;
             meta.similarity = Some(best.similarity);
             meta.entry = Some(best.entry.id);
-            return Ok(hit_reply(route, &best.entry.response, stream, usage, meta));
+            let body = HitBody::Stored(&best.entry.response);
+            return hit_reply(route, body, stream, usage, meta);
         }
-        if let Some(first) = judged.first() {
-            meta.similarity = Some(first.similarity);
-        }
-        meta.refused = judged
+        meta.similarity = lookup.nearest;
+        meta.refused = lookup
+            .judged
             .iter()
             .find(|j| j.above_threshold && !j.accepted)
             .and_then(|j| j.reason.clone());
+        vector = Some(lookup.vector);
     }
     if !controls.write {
         let mut r = call_provider(gw, route, req).await?;
@@ -528,7 +567,7 @@ async fn serve_inner(
             };
             if let Some(body) = result {
                 meta.coalesced = true;
-                return Ok(hit_reply(route, &body, stream, usage, meta));
+                return hit_reply(route, HitBody::Parsed(&body), stream, usage, meta);
             }
             // The leader's call failed or was not cacheable: go upstream ourselves.
             let mut r = call_provider(gw, route, req).await?;
