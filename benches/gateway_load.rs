@@ -11,7 +11,9 @@
 //! runtime in this process. Run:
 //! `cargo bench --bench gateway_load -- --seconds 10 --rate 2000 --concurrency 64`
 //! (`--busy-poll-us N` starts deja with `server.busy_poll_us = N`; `--no-semantic` skips
-//! the semantic-hit phase).
+//! the semantic-hit phase, `--only-semantic` runs only it; `DEJA_BENCH_EXE=path` runs
+//! another `deja` binary, e.g. an older build: on this VM run-to-run variation is large,
+//! so compare two builds by alternating several runs of each).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -24,6 +26,7 @@ struct Args {
     deja_workers: usize,
     busy_poll_us: u64,
     semantic: bool,
+    only_semantic: bool,
 }
 
 fn parse_args() -> Args {
@@ -34,6 +37,7 @@ fn parse_args() -> Args {
         deja_workers: 0,
         busy_poll_us: 0,
         semantic: true,
+        only_semantic: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -45,8 +49,9 @@ fn parse_args() -> Args {
             "--concurrency" => a.concurrency = v.parse().expect("--concurrency N"),
             "--deja-workers" => a.deja_workers = v.parse().expect("--deja-workers N"),
             "--busy-poll-us" => a.busy_poll_us = v.parse().expect("--busy-poll-us N"),
-            "--no-semantic" => {
-                a.semantic = false;
+            "--no-semantic" | "--only-semantic" => {
+                a.semantic = argv[i] == "--only-semantic";
+                a.only_semantic = a.semantic;
                 i += 1;
                 continue;
             }
@@ -203,7 +208,8 @@ async fn closed_loop(
 
 fn main() {
     let args = parse_args();
-    let exe = env!("CARGO_BIN_EXE_deja");
+    let exe = std::env::var("DEJA_BENCH_EXE").unwrap_or_else(|_| env!("CARGO_BIN_EXE_deja").into());
+    let exe = exe.as_str();
     let mock_port = free_port();
     let _mock = Proc(
         Command::new(exe)
@@ -246,7 +252,6 @@ fn main() {
         (p, port)
     };
     // The proxy path (cache off) and the exact-hit path (cache on, one repeated question).
-    let (deja_proc, deja_port) = spawn_deja(false, "deja-bench-proxy.log");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -256,9 +261,11 @@ fn main() {
         .tcp_nodelay(true)
         .build()
         .unwrap();
-    let direct = format!("http://127.0.0.1:{mock_port}/v1/chat/completions");
-    let through = format!("http://127.0.0.1:{deja_port}/v1/chat/completions");
-    println!(
+    if !args.only_semantic {
+        let (deja_proc, deja_port) = spawn_deja(false, "deja-bench-proxy.log");
+        let direct = format!("http://127.0.0.1:{mock_port}/v1/chat/completions");
+        let through = format!("http://127.0.0.1:{deja_port}/v1/chat/completions");
+        println!(
         "machine: {} cores; {} s per phase; open loop {} req/s; closed loop {} connections; deja busy_poll_us {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.seconds,
@@ -266,71 +273,75 @@ fn main() {
         args.concurrency,
         args.busy_poll_us
     );
-    println!();
-    println!("| mode | target | p50 µs | p90 µs | p99 µs | max µs | errors | closed-loop req/s |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    for stream in [false, true] {
-        let body = serde_json::json!({
-            "model": "gpt-4o-mini",
-            "messages": [{"role": "user", "content": "What are your opening hours on weekends?"}],
-            "stream": stream,
-        });
-        let body = Arc::new(serde_json::to_vec(&body).unwrap());
-        let mode = if stream { "streaming" } else { "non-streaming" };
-        rt.block_on(async {
-            // Warm both paths (connections, caches).
-            open_loop(&client, &direct, body.clone(), args.rate, 1.0).await;
-            open_loop(&client, &through, body.clone(), args.rate, 1.0).await;
-            let d = open_loop(&client, &direct, body.clone(), args.rate, args.seconds).await;
-            let t = open_loop(&client, &through, body.clone(), args.rate, args.seconds).await;
-            let (d_rps, d_err) = closed_loop(
-                &client,
-                &direct,
-                body.clone(),
-                args.concurrency,
-                args.seconds,
-            )
-            .await;
-            let (t_rps, t_err) = closed_loop(
-                &client,
-                &through,
-                body.clone(),
-                args.concurrency,
-                args.seconds,
-            )
-            .await;
-            for (name, s, rps, cerr) in [
-                ("mock direct", &d, d_rps, d_err),
-                ("through deja", &t, t_rps, t_err),
-            ] {
-                let l = &s.latencies_us;
+        println!();
+        println!(
+            "| mode | target | p50 µs | p90 µs | p99 µs | max µs | errors | closed-loop req/s |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|---:|");
+        for stream in [false, true] {
+            let body = serde_json::json!({
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "What are your opening hours on weekends?"}],
+                "stream": stream,
+            });
+            let body = Arc::new(serde_json::to_vec(&body).unwrap());
+            let mode = if stream { "streaming" } else { "non-streaming" };
+            rt.block_on(async {
+                // Warm both paths (connections, caches).
+                open_loop(&client, &direct, body.clone(), args.rate, 1.0).await;
+                open_loop(&client, &through, body.clone(), args.rate, 1.0).await;
+                let d = open_loop(&client, &direct, body.clone(), args.rate, args.seconds).await;
+                let t = open_loop(&client, &through, body.clone(), args.rate, args.seconds).await;
+                let (d_rps, d_err) = closed_loop(
+                    &client,
+                    &direct,
+                    body.clone(),
+                    args.concurrency,
+                    args.seconds,
+                )
+                .await;
+                let (t_rps, t_err) = closed_loop(
+                    &client,
+                    &through,
+                    body.clone(),
+                    args.concurrency,
+                    args.seconds,
+                )
+                .await;
+                for (name, s, rps, cerr) in [
+                    ("mock direct", &d, d_rps, d_err),
+                    ("through deja", &t, t_rps, t_err),
+                ] {
+                    let l = &s.latencies_us;
+                    println!(
+                        "| {mode} | {name} | {} | {} | {} | {} | {} | {:.0} |",
+                        pct(l, 0.5),
+                        pct(l, 0.9),
+                        pct(l, 0.99),
+                        l.last().copied().unwrap_or(0),
+                        s.errors + cerr,
+                        rps
+                    );
+                }
+                let added =
+                    |p: f64| pct(&t.latencies_us, p) as i64 - pct(&d.latencies_us, p) as i64;
                 println!(
-                    "| {mode} | {name} | {} | {} | {} | {} | {} | {:.0} |",
-                    pct(l, 0.5),
-                    pct(l, 0.9),
-                    pct(l, 0.99),
-                    l.last().copied().unwrap_or(0),
-                    s.errors + cerr,
-                    rps
+                    "| {mode} | **added by deja** | {} | {} | {} | | | |",
+                    added(0.5),
+                    added(0.9),
+                    added(0.99)
                 );
-            }
-            let added = |p: f64| pct(&t.latencies_us, p) as i64 - pct(&d.latencies_us, p) as i64;
-            println!(
-                "| {mode} | **added by deja** | {} | {} | {} | | | |",
-                added(0.5),
-                added(0.9),
-                added(0.99)
-            );
-            println!(
-                "| {mode} | deja self-measured (x-deja-overhead-us) | {} | {} | {} | {} | | |",
-                pct(&t.overhead_us, 0.5),
-                pct(&t.overhead_us, 0.9),
-                pct(&t.overhead_us, 0.99),
-                t.overhead_us.last().copied().unwrap_or(0)
-            );
-        });
+                println!(
+                    "| {mode} | deja self-measured (x-deja-overhead-us) | {} | {} | {} | {} | | |",
+                    pct(&t.overhead_us, 0.5),
+                    pct(&t.overhead_us, 0.9),
+                    pct(&t.overhead_us, 0.99),
+                    t.overhead_us.last().copied().unwrap_or(0)
+                );
+            });
+        }
+        drop(deja_proc);
     }
-    drop(deja_proc);
     let (_cached, cached_port) = spawn_deja(true, "deja-bench-cached.log");
     let cached_url = format!("http://127.0.0.1:{cached_port}/v1/chat/completions");
     let body = serde_json::json!({
@@ -338,40 +349,42 @@ fn main() {
         "messages": [{"role": "user", "content": "What are your opening hours on weekends?"}],
     });
     let body = Arc::new(serde_json::to_vec(&body).unwrap());
-    rt.block_on(async {
-        // The first request misses and stores; every later one is an exact hit.
-        open_loop(&client, &cached_url, body.clone(), args.rate, 1.0).await;
-        let hit = client
-            .post(&cached_url)
-            .body(body.as_ref().clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            hit.headers()["x-deja-cache"],
-            "hit-exact",
-            "the repeated question is an exact hit"
-        );
-        let t = open_loop(&client, &cached_url, body.clone(), args.rate, args.seconds).await;
-        let (rps, err) = closed_loop(
-            &client,
-            &cached_url,
-            body.clone(),
-            args.concurrency,
-            args.seconds,
-        )
-        .await;
-        let l = &t.latencies_us;
-        println!(
-            "| exact cache hit | through deja (cache on) | {} | {} | {} | {} | {} | {:.0} |",
-            pct(l, 0.5),
-            pct(l, 0.9),
-            pct(l, 0.99),
-            l.last().copied().unwrap_or(0),
-            t.errors + err,
-            rps
-        );
-    });
+    if !args.only_semantic {
+        rt.block_on(async {
+            // The first request misses and stores; every later one is an exact hit.
+            open_loop(&client, &cached_url, body.clone(), args.rate, 1.0).await;
+            let hit = client
+                .post(&cached_url)
+                .body(body.as_ref().clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                hit.headers()["x-deja-cache"],
+                "hit-exact",
+                "the repeated question is an exact hit"
+            );
+            let t = open_loop(&client, &cached_url, body.clone(), args.rate, args.seconds).await;
+            let (rps, err) = closed_loop(
+                &client,
+                &cached_url,
+                body.clone(),
+                args.concurrency,
+                args.seconds,
+            )
+            .await;
+            let l = &t.latencies_us;
+            println!(
+                "| exact cache hit | through deja (cache on) | {} | {} | {} | {} | {} | {:.0} |",
+                pct(l, 0.5),
+                pct(l, 0.9),
+                pct(l, 0.99),
+                l.last().copied().unwrap_or(0),
+                t.errors + err,
+                rps
+            );
+        });
+    }
     if args.semantic {
         rt.block_on(semantic_hits(&client, cached_port));
     }
@@ -408,14 +421,13 @@ async fn semantic_hits(client: &reqwest::Client, port: u16) {
         println!("\n(semantic hits skipped: ../shared/data/banking77 not found)");
         return;
     }
-    let base = format!("http://127.0.0.1:{port}");
     for chunk in train.chunks(500) {
         let entries: Vec<serde_json::Value> = chunk
             .iter()
             .map(|q| serde_json::json!({"prompt": q, "response": "Stored answer.", "model": "gpt-4o-mini"}))
             .collect();
         let r = client
-            .post(format!("{base}/admin/cache/entries"))
+            .post(format!("http://127.0.0.1:{port}/admin/cache/entries"))
             .bearer_auth("bench-admin")
             .json(&serde_json::json!({ "entries": entries }))
             .send()
@@ -423,21 +435,39 @@ async fn semantic_hits(client: &reqwest::Client, port: u16) {
             .expect("insert");
         assert!(r.status().is_success(), "insert: {}", r.status());
     }
-    let mut hit_us = Vec::new();
-    let mut other = 0usize;
-    let mut embed_us = Vec::new();
-    // The same, minus the time each request waited for its embedding (x-deja-embed-us):
-    // both paths embed once, and on this VM one inference varies by milliseconds,
-    // which drowns a sub-millisecond difference between two medians of totals.
-    let (mut hit_rest, mut embed_rest) = (Vec::new(), Vec::new());
-    let waited = |r: &reqwest::Response| -> u64 {
-        r.headers()
-            .get("x-deja-embed-us")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .expect("x-deja-embed-us")
-    };
+    let mut run = SemanticRun::default();
     for q in &test {
+        run.ask(client, port, q).await;
+    }
+    run.report(train.len(), test.len());
+}
+
+/// Semantic-hit samples (µs).
+#[derive(Default)]
+struct SemanticRun {
+    hit_us: Vec<u64>,
+    embed_us: Vec<u64>,
+    /// The same, minus the time each request waited for its embedding
+    /// (x-deja-embed-us): both paths embed once, and on this VM one inference varies by
+    /// milliseconds, which drowns a sub-millisecond difference between two medians of
+    /// totals.
+    hit_rest: Vec<u64>,
+    embed_rest: Vec<u64>,
+    other: usize,
+}
+
+fn embed_wait_us(r: &reqwest::Response) -> u64 {
+    r.headers()
+        .get("x-deja-embed-us")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("x-deja-embed-us")
+}
+
+impl SemanticRun {
+    /// Ask `q` as a read-only chat completion, then embed it, on the server at `port`.
+    async fn ask(&mut self, client: &reqwest::Client, port: u16, q: &str) {
+        let base = format!("http://127.0.0.1:{port}");
         let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": q}]});
         let t = Instant::now();
         let r = client
@@ -453,14 +483,18 @@ async fn semantic_hits(client: &reqwest::Client, port: u16) {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let wait = r.headers().get("x-deja-embed-us").map(|_| waited(&r));
+        let wait = r
+            .headers()
+            .get("x-deja-embed-us")
+            .map(|_| embed_wait_us(&r));
         r.bytes().await.expect("body");
         let us = t.elapsed().as_micros() as u64;
         if status == "hit-semantic" {
-            hit_us.push(us);
-            hit_rest.push(us.saturating_sub(wait.expect("a semantic hit embedded")));
+            self.hit_us.push(us);
+            self.hit_rest
+                .push(us.saturating_sub(wait.expect("a semantic hit embedded")));
         } else {
-            other += 1;
+            self.other += 1;
         }
         let t = Instant::now();
         let r = client
@@ -470,47 +504,57 @@ async fn semantic_hits(client: &reqwest::Client, port: u16) {
             .await
             .expect("embed");
         assert!(r.status().is_success(), "embeddings: {}", r.status());
-        let wait = waited(&r);
+        let wait = embed_wait_us(&r);
         r.bytes().await.expect("body");
         let us = t.elapsed().as_micros() as u64;
-        embed_us.push(us);
-        embed_rest.push(us.saturating_sub(wait));
+        self.embed_us.push(us);
+        self.embed_rest.push(us.saturating_sub(wait));
     }
-    for v in [&mut hit_us, &mut embed_us, &mut hit_rest, &mut embed_rest] {
-        v.sort_unstable();
+
+    fn report(&mut self, stored: usize, asked: usize) {
+        for v in [
+            &mut self.hit_us,
+            &mut self.embed_us,
+            &mut self.hit_rest,
+            &mut self.embed_rest,
+        ] {
+            v.sort_unstable();
+        }
+        println!(
+            "\nsemantic hits: {stored} stored banking77 questions, {asked} test questions asked one at a time: {} hit-semantic, {} not",
+            self.hit_us.len(),
+            self.other
+        );
+        println!("\n| path | p50 µs | p90 µs | p99 µs |\n|---|---:|---:|---:|");
+        let row = |name: &str, v: &[u64]| {
+            println!(
+                "| {name} | {} | {} | {} |",
+                pct(v, 0.5),
+                pct(v, 0.9),
+                pct(v, 0.99)
+            )
+        };
+        let diff = |name: &str, a: &[u64], b: &[u64]| {
+            println!(
+                "| **{name} (p50)** | {} | | |",
+                pct(a, 0.5) as i64 - pct(b, 0.5) as i64
+            )
+        };
+        row("semantic hit (chat completion)", &self.hit_us);
+        row(
+            "embedding alone (/v1/embeddings, local model)",
+            &self.embed_us,
+        );
+        diff("semantic hit - embedding", &self.hit_us, &self.embed_us);
+        row("semantic hit minus its own embedding wait", &self.hit_rest);
+        row(
+            "embedding request minus its own embedding wait",
+            &self.embed_rest,
+        );
+        diff(
+            "difference of those: the cache's own cost",
+            &self.hit_rest,
+            &self.embed_rest,
+        );
     }
-    println!(
-        "\nsemantic hits: {} stored banking77 questions, {} test questions asked one at a time: {} hit-semantic, {other} not",
-        train.len(),
-        test.len(),
-        hit_us.len()
-    );
-    println!("\n| path | p50 µs | p90 µs | p99 µs |\n|---|---:|---:|---:|");
-    let row = |name: &str, v: &[u64]| {
-        println!(
-            "| {name} | {} | {} | {} |",
-            pct(v, 0.5),
-            pct(v, 0.9),
-            pct(v, 0.99)
-        )
-    };
-    let diff = |name: &str, a: &[u64], b: &[u64]| {
-        println!(
-            "| **{name} (p50)** | {} | | |",
-            pct(a, 0.5) as i64 - pct(b, 0.5) as i64
-        )
-    };
-    row("semantic hit (chat completion)", &hit_us);
-    row("embedding alone (/v1/embeddings, local model)", &embed_us);
-    diff("semantic hit - embedding", &hit_us, &embed_us);
-    row("semantic hit minus its own embedding wait", &hit_rest);
-    row(
-        "embedding request minus its own embedding wait",
-        &embed_rest,
-    );
-    diff(
-        "difference of those: the cache's own cost",
-        &hit_rest,
-        &embed_rest,
-    );
 }
