@@ -9,8 +9,9 @@
 //!   concurrently from any thread; mutations are serialised by an internal
 //!   writer lock and are meant to be driven by one writer, the actor below.
 //! - [`CacheWriter`] is the actix actor that owns mutations (insert batches,
-//!   deletes, hit recording, periodic expiry/eviction sweep and index
-//!   rebuilds). [`CacheHandle`] bundles the shared `Arc<CacheStore>` (reads go
+//!   deletes, periodic expiry/eviction sweep and index rebuilds, applying the
+//!   hits that the serving path notes in memory without messaging it).
+//!   [`CacheHandle`] bundles the shared `Arc<CacheStore>` (reads go
 //!   straight to it) and the writer's address.
 //!
 //! # Durability rule
@@ -24,7 +25,8 @@
 //! (`delete`, `delete_where`) are flushed too. Expiry/eviction removals and hit
 //! counters are not flushed individually (sled flushes every 500 ms): after a
 //! crash an evicted or expired entry may come back and is removed again by the
-//! next sweep, and a few recent hits may be lost.
+//! next sweep, and a few recent hits may be lost (noted hits are applied every
+//! 250 ms).
 //!
 //! # Deletion
 //!
