@@ -36,6 +36,15 @@ fn cache_status(h: &reqwest::header::HeaderMap) -> &str {
         .unwrap_or("")
 }
 
+/// The `x-deja-cache-similarity` header.
+fn similarity(h: &reqwest::header::HeaderMap) -> f32 {
+    h["x-deja-cache-similarity"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Ask until the entry stored after a miss is visible (stores happen after the reply).
 async fn stored(h: &Harness, n: u64) {
     let cache = h.state().gateway.cache.clone().unwrap();
@@ -74,11 +83,7 @@ async fn exact_repeat_and_paraphrase_hit_different_question_misses() {
     let (hd, para) = ask(&h, chat("mock/m", "How can I reset my password?"), &[]).await;
     assert_eq!(cache_status(&hd), "hit-semantic");
     assert!(embed_us(&hd).is_some_and(|us| us > 0));
-    let sim: f32 = hd["x-deja-cache-similarity"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let sim = similarity(&hd);
     assert!(sim > 0.8 && sim < 1.0, "{sim}");
     assert_eq!(
         para["choices"][0]["message"]["content"],
@@ -92,11 +97,7 @@ async fn exact_repeat_and_paraphrase_hit_different_question_misses() {
     )
     .await;
     assert_eq!(cache_status(&hd), "miss");
-    let nearest: f32 = hd["x-deja-cache-similarity"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let nearest = similarity(&hd);
     assert!(
         nearest < 0.75,
         "a miss reports its nearest entry's similarity, below the threshold: {nearest}"
@@ -376,11 +377,7 @@ async fn refused_candidate_is_a_miss_with_its_reason_and_a_paraphrase_is_served(
     .await;
     assert_eq!(cache_status(&hd), "miss");
     assert_eq!(hd["x-deja-cache-refused"], "temporal_order");
-    let sim: f32 = hd["x-deja-cache-similarity"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let sim = similarity(&hd);
     assert!(
         sim >= 0.75,
         "the refused candidate was above the threshold: {sim}"
