@@ -23,6 +23,21 @@ fn cfg() -> CacheConfig {
     c
 }
 
+/// Open the store in `dir` again after dropping it: sled's background flusher can hold
+/// the directory's lock for a moment after the last handle is dropped (seen on a loaded
+/// machine), so a refused lock is retried for up to two seconds.
+fn reopen(dir: &std::path::Path, c: CacheConfig) -> CacheStore {
+    for _ in 0..100 {
+        match CacheStore::open(dir, c.clone()) {
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            r => return r.unwrap(),
+        }
+    }
+    panic!("the store in {} stayed locked", dir.display())
+}
+
 fn unit(rng: &mut StdRng, dims: usize) -> Vec<f32> {
     let v: Vec<f32> = (0..dims).map(|_| rng.random_range(-1.0f32..1.0)).collect();
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -178,7 +193,7 @@ fn exact_lookup_and_replacement() {
     store.delete(rows[5].0).unwrap();
     assert!(store.get_exact(&key(5), 2).unwrap().is_none());
     drop(store);
-    let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let store = reopen(dir.path(), cfg());
     assert_eq!(store.get_exact(&key(4), 3).unwrap().unwrap().id, new_id);
     assert_eq!(store.get_exact(&key(6), 3).unwrap().unwrap().id, rows[6].0);
     assert!(store.get_exact(&key(5), 3).unwrap().is_none());
@@ -225,7 +240,7 @@ fn ttl_expiry_with_injected_time() {
     assert!(store.get(long_id, later).unwrap().is_some());
     drop(store);
     // expirations counter and removal persist
-    let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let store = reopen(dir.path(), cfg());
     assert_eq!(store.len(), 1);
     assert_eq!(store.stats().expirations, 5);
 }
@@ -308,7 +323,7 @@ fn eviction_by_count_respects_lru() {
     drop(store);
     let mut c = cfg();
     c.max_entries = 4;
-    let store = CacheStore::open(dir.path(), c).unwrap();
+    let store = reopen(dir.path(), c);
     assert_eq!(store.sweep(500).unwrap().evicted, 1);
     assert!(store.get(ids[4], 500).unwrap().is_none());
     assert!(store.get(ids[0], 500).unwrap().is_some());
@@ -338,7 +353,7 @@ fn noted_hits_count_at_once_steer_lru_and_persist_once_applied() {
     store.note_hit(ids[1], 400);
     store.apply_hits().unwrap();
     drop(store);
-    let store = CacheStore::open(dir.path(), c).unwrap();
+    let store = reopen(dir.path(), c);
     let e1 = store.get(ids[1], 500).unwrap().unwrap();
     assert_eq!((e1.hits, e1.last_hit_ms), (2, Some(400)));
     assert_eq!(store.get(ids[0], 500).unwrap().unwrap().hits, 2);
@@ -478,7 +493,7 @@ fn graceful_reopen_reloads_the_dumped_graph() {
     assert_exact_results(&store, "q", &q_rows, &queries);
     // Nothing changed: closing again keeps the dump; a third open reloads too.
     drop(store);
-    let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let store = reopen(dir.path(), cfg());
     assert_eq!(store.stats().startup_points_reloaded, 450);
     // With index_dump off the dump is ignored.
     drop(store);
@@ -486,7 +501,7 @@ fn graceful_reopen_reloads_the_dumped_graph() {
         index_dump: false,
         ..cfg()
     };
-    let store = CacheStore::open(dir.path(), off).unwrap();
+    let store = reopen(dir.path(), off);
     let s = store.stats();
     assert_eq!(
         (s.startup_points_reloaded, s.startup_points_inserted),
@@ -567,7 +582,7 @@ fn corrupt_or_foreign_dump_falls_back_to_a_rebuild() {
     assert_eq!(store.stats().startup_points_reloaded, 200);
     drop(store);
     std::fs::write(index.join("manifest.json"), b"{not json").unwrap();
-    let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let store = reopen(dir.path(), cfg());
     assert_eq!(store.stats().startup_points_inserted, 200);
     assert_exact_results(&store, "p", &rows, &queries);
     drop(store);
