@@ -401,28 +401,7 @@ async fn an_error_event_mid_stream_ends_the_stream_with_an_error() {
 #[tokio::test]
 async fn models_are_discovered_with_the_api_key() {
     let s = start();
-    let mut ids = Vec::new();
-    for _ in 0..100 {
-        let v: Value =
-            s.h.client
-                .get(s.h.url("/v1/models"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-        ids = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|m| m["id"].as_str().map(str::to_owned))
-            .collect();
-        if ids.iter().any(|i| i == "claude/claude-3-5-haiku-20241022") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    let ids = common::model_ids(&s.h.client, &s.h.url("")).await;
     assert!(
         ids.iter().any(|i| i == "claude/claude-sonnet-4-5-20250929"),
         "{ids:?}"

@@ -276,28 +276,7 @@ timeout_secs = 5
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_are_the_mapped_deployments() {
     let s = Setup::start("");
-    let mut ids: Vec<String> = Vec::new();
-    for _ in 0..50 {
-        let v: Value = s
-            .client
-            .get(s.url("/v1/models"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|m| m["id"].as_str().map(str::to_owned))
-            .collect();
-        if ids.contains(&"az/text-embedding-3-small".to_owned()) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let ids = common::model_ids(&s.client, &s.url("")).await;
     assert!(ids.contains(&"az/gpt-4o-mini".to_owned()), "{ids:?}");
     assert!(
         ids.contains(&"az/text-embedding-3-small".to_owned()),

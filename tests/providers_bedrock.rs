@@ -520,27 +520,7 @@ async fn models_are_discovered_with_a_signed_list_foundation_models() {
     );
     let gw = common::Harness::gateway(&toml, None);
     let client = reqwest::Client::new();
-    let mut ids: Vec<String> = Vec::new();
-    for _ in 0..50 {
-        let v: Value = client
-            .get(format!("{}/v1/models", gw.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|m| m["id"].as_str().map(str::to_owned))
-            .collect();
-        if ids.len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let ids = common::model_ids(&client, &gw.url()).await;
     // On-demand models from the signed list, plus the configured inference profile;
     // the profile-only foundation model is left out.
     assert!(ids.contains(&format!("bedrock/{MODEL}")), "{ids:?}");

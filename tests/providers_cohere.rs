@@ -303,30 +303,7 @@ async fn a_stream_ending_in_error_is_reported_in_band() {
 #[tokio::test(flavor = "multi_thread")]
 async fn models_are_discovered_from_v1_models() {
     let s = start();
-    // Discovery runs when the pool starts; give it a moment.
-    let url = format!("{}/v1/models", s.gw.as_ref().unwrap().url());
-    let mut ids = Vec::new();
-    for _ in 0..50 {
-        let v: Value = s
-            .client
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|m| m["id"].as_str().map(str::to_owned))
-            .collect();
-        if ids.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let ids = common::model_ids(&s.client, &s.gw.as_ref().unwrap().url()).await;
     assert!(ids.contains(&format!("cohere/{MODEL}")), "{ids:?}");
     assert!(ids.contains(&"cohere/embed-v4.0".to_owned()), "{ids:?}");
 }

@@ -398,28 +398,7 @@ async fn gemini_embeddings_float_and_base64() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gemini_models_are_discovered_across_pages() {
     let s = Setup::start();
-    let mut ids: Vec<String> = Vec::new();
-    for _ in 0..100 {
-        let v: Value = s
-            .client
-            .get(s.url("/v1/models"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|m| m["id"].as_str().map(str::to_owned))
-            .collect();
-        if ids.contains(&"gem/text-embedding-004".to_owned()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ids = common::model_ids(&s.client, &s.url("")).await;
     for m in [
         "gem/gemini-2.0-flash",
         "gem/gemini-2.5-pro",

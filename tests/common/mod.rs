@@ -118,6 +118,27 @@ impl Drop for Harness {
     }
 }
 
+/// The model ids `GET {base}/v1/models` lists. Servers started by these helpers are
+/// ready before they return, and readiness includes every provider's model discovery
+/// having ended, so one request sees the final list.
+#[allow(dead_code)]
+pub async fn model_ids(client: &reqwest::Client, base: &str) -> Vec<String> {
+    let v: serde_json::Value = client
+        .get(format!("{base}/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
 pub fn chat(model: &str, content: &str) -> serde_json::Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": content}]})
 }
