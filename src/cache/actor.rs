@@ -273,7 +273,6 @@ impl CacheHandle {
             .map_err(|_| CacheError::WriterGone)?
     }
 
-    /// Fire-and-forget hit recording.
     /// Counts a hit. Noted in memory, not sent: a message would wake the writer's
     /// thread for every hit, which on a VM costs more than the rest of serving one;
     /// the writer applies noted hits every [`HIT_APPLY_INTERVAL`].

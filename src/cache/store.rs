@@ -793,13 +793,18 @@ impl CacheStore {
         self.live.read().get(&id).is_some_and(|m| m.alive(now_ms))
     }
 
-    /// (hits, last hit ms) as stored plus any not yet applied.
-    fn hit_counts(&self, id: u64) -> CacheResult<(u64, Option<u64>)> {
-        let (hits, last) = self
+    /// (hits, last hit ms) as stored in the `hits` tree.
+    fn stored_hits(&self, id: u64) -> CacheResult<(u64, Option<u64>)> {
+        Ok(self
             .hits
             .get(id_key(id))?
             .map(|v| decode_hits(&v))
-            .unwrap_or((0, None));
+            .unwrap_or((0, None)))
+    }
+
+    /// (hits, last hit ms) as stored plus any not yet applied.
+    fn hit_counts(&self, id: u64) -> CacheResult<(u64, Option<u64>)> {
+        let (hits, last) = self.stored_hits(id)?;
         Ok(match self.pending_hits.lock().get(&id) {
             Some(&(n, at)) => (hits + n, Some(last.map_or(at, |l| l.max(at)))),
             None => (hits, last),
@@ -998,11 +1003,7 @@ impl CacheStore {
                 w.order.insert((now_ms, id));
             }
         }
-        let (hits, last) = self
-            .hits
-            .get(id_key(id))?
-            .map(|v| decode_hits(&v))
-            .unwrap_or((0, None));
+        let (hits, last) = self.stored_hits(id)?;
         let mut v = [0u8; 16];
         v[..8].copy_from_slice(&(hits + n).to_le_bytes());
         v[8..].copy_from_slice(&last.map_or(now_ms, |l| l.max(now_ms)).to_le_bytes());
