@@ -594,11 +594,16 @@ impl CacheStore {
         self.get_inner(id, now_ms, true)
     }
 
-    fn get_inner(&self, id: u64, now_ms: u64, with_vector: bool) -> CacheResult<Option<Entry>> {
+    /// The stored record of `id` if it is live at `now_ms`.
+    fn live_record(&self, id: u64, now_ms: u64) -> CacheResult<Option<sled::IVec>> {
         if !self.is_live(id, now_ms) {
             return Ok(None);
         }
-        let Some(v) = self.entries.get(id_key(id))? else {
+        Ok(self.entries.get(id_key(id))?)
+    }
+
+    fn get_inner(&self, id: u64, now_ms: u64, with_vector: bool) -> CacheResult<Option<Entry>> {
+        let Some(v) = self.live_record(id, now_ms)? else {
             return Ok(None);
         };
         let rec = decode(id, &v, with_vector)?;
@@ -625,10 +630,7 @@ impl CacheStore {
     /// What serving the live entry `id` needs ([`Cached`]): no JSON parse, no
     /// hit-counter read.
     pub fn get_cached(&self, id: u64, now_ms: u64) -> CacheResult<Option<Cached>> {
-        if !self.is_live(id, now_ms) {
-            return Ok(None);
-        }
-        let Some(v) = self.entries.get(id_key(id))? else {
+        let Some(v) = self.live_record(id, now_ms)? else {
             return Ok(None);
         };
         let rec = decode(id, &v, false)?;
@@ -641,10 +643,14 @@ impl CacheStore {
         }))
     }
 
+    /// The id stored under `key`, from the in-memory map (no sled read).
+    fn exact_id(&self, key: &ExactKey) -> Option<u64> {
+        self.exact_ids.read().get(&key.0).copied()
+    }
+
     /// [`CacheStore::get_cached`] of the live entry stored under `key`.
     pub fn get_exact_cached(&self, key: &ExactKey, now_ms: u64) -> CacheResult<Option<Cached>> {
-        let id = self.exact_ids.read().get(&key.0).copied();
-        match id {
+        match self.exact_id(key) {
             Some(id) => self.get_cached(id, now_ms),
             None => Ok(None),
         }
@@ -653,8 +659,7 @@ impl CacheStore {
     /// The live entry stored under `key` (expired = absent), with an empty
     /// `vector`.
     pub fn get_exact(&self, key: &ExactKey, now_ms: u64) -> CacheResult<Option<Entry>> {
-        let id = self.exact_ids.read().get(&key.0).copied();
-        match id {
+        match self.exact_id(key) {
             Some(id) => self.get(id, now_ms),
             None => Ok(None),
         }
