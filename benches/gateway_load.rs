@@ -261,11 +261,7 @@ fn main() {
         .tcp_nodelay(true)
         .build()
         .unwrap();
-    if !args.only_semantic {
-        let (deja_proc, deja_port) = spawn_deja(false, "deja-bench-proxy.log");
-        let direct = format!("http://127.0.0.1:{mock_port}/v1/chat/completions");
-        let through = format!("http://127.0.0.1:{deja_port}/v1/chat/completions");
-        println!(
+    println!(
         "machine: {} cores; {} s per phase; open loop {} req/s; closed loop {} connections; deja busy_poll_us {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.seconds,
@@ -273,122 +269,117 @@ fn main() {
         args.concurrency,
         args.busy_poll_us
     );
+    if !args.only_semantic {
+        let (deja_proc, deja_port) = spawn_deja(false, "deja-bench-proxy.log");
+        let direct = format!("http://127.0.0.1:{mock_port}/v1/chat/completions");
+        let through = format!("http://127.0.0.1:{deja_port}/v1/chat/completions");
         println!();
         println!(
             "| mode | target | p50 µs | p90 µs | p99 µs | max µs | errors | closed-loop req/s |"
         );
         println!("|---|---|---:|---:|---:|---:|---:|---:|");
         for stream in [false, true] {
-            let body = serde_json::json!({
-                "model": "gpt-4o-mini",
-                "messages": [{"role": "user", "content": "What are your opening hours on weekends?"}],
-                "stream": stream,
-            });
-            let body = Arc::new(serde_json::to_vec(&body).unwrap());
-            let mode = if stream { "streaming" } else { "non-streaming" };
-            rt.block_on(async {
-                // Warm both paths (connections, caches).
-                open_loop(&client, &direct, body.clone(), args.rate, 1.0).await;
-                open_loop(&client, &through, body.clone(), args.rate, 1.0).await;
-                let d = open_loop(&client, &direct, body.clone(), args.rate, args.seconds).await;
-                let t = open_loop(&client, &through, body.clone(), args.rate, args.seconds).await;
-                let (d_rps, d_err) = closed_loop(
-                    &client,
-                    &direct,
-                    body.clone(),
-                    args.concurrency,
-                    args.seconds,
-                )
-                .await;
-                let (t_rps, t_err) = closed_loop(
-                    &client,
-                    &through,
-                    body.clone(),
-                    args.concurrency,
-                    args.seconds,
-                )
-                .await;
-                for (name, s, rps, cerr) in [
-                    ("mock direct", &d, d_rps, d_err),
-                    ("through deja", &t, t_rps, t_err),
-                ] {
-                    let l = &s.latencies_us;
-                    println!(
-                        "| {mode} | {name} | {} | {} | {} | {} | {} | {:.0} |",
-                        pct(l, 0.5),
-                        pct(l, 0.9),
-                        pct(l, 0.99),
-                        l.last().copied().unwrap_or(0),
-                        s.errors + cerr,
-                        rps
-                    );
-                }
-                let added =
-                    |p: f64| pct(&t.latencies_us, p) as i64 - pct(&d.latencies_us, p) as i64;
-                println!(
-                    "| {mode} | **added by deja** | {} | {} | {} | | | |",
-                    added(0.5),
-                    added(0.9),
-                    added(0.99)
-                );
-                println!(
-                    "| {mode} | deja self-measured (x-deja-overhead-us) | {} | {} | {} | {} | | |",
-                    pct(&t.overhead_us, 0.5),
-                    pct(&t.overhead_us, 0.9),
-                    pct(&t.overhead_us, 0.99),
-                    t.overhead_us.last().copied().unwrap_or(0)
-                );
-            });
+            rt.block_on(proxy_rows(&client, &direct, &through, stream, &args));
         }
         drop(deja_proc);
     }
     let (_cached, cached_port) = spawn_deja(true, "deja-bench-cached.log");
-    let cached_url = format!("http://127.0.0.1:{cached_port}/v1/chat/completions");
-    let body = serde_json::json!({
-        "model": "gpt-4o-mini",
-        "messages": [{"role": "user", "content": "What are your opening hours on weekends?"}],
-    });
-    let body = Arc::new(serde_json::to_vec(&body).unwrap());
     if !args.only_semantic {
-        rt.block_on(async {
-            // The first request misses and stores; every later one is an exact hit.
-            open_loop(&client, &cached_url, body.clone(), args.rate, 1.0).await;
-            let hit = client
-                .post(&cached_url)
-                .body(body.as_ref().clone())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                hit.headers()["x-deja-cache"],
-                "hit-exact",
-                "the repeated question is an exact hit"
-            );
-            let t = open_loop(&client, &cached_url, body.clone(), args.rate, args.seconds).await;
-            let (rps, err) = closed_loop(
-                &client,
-                &cached_url,
-                body.clone(),
-                args.concurrency,
-                args.seconds,
-            )
-            .await;
-            let l = &t.latencies_us;
-            println!(
-                "| exact cache hit | through deja (cache on) | {} | {} | {} | {} | {} | {:.0} |",
-                pct(l, 0.5),
-                pct(l, 0.9),
-                pct(l, 0.99),
-                l.last().copied().unwrap_or(0),
-                t.errors + err,
-                rps
-            );
-        });
+        let url = format!("http://127.0.0.1:{cached_port}/v1/chat/completions");
+        rt.block_on(exact_hit_row(&client, &url, &args));
     }
     if args.semantic {
         rt.block_on(semantic_hits(&client, cached_port));
     }
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// One table row: latency percentiles of an open-loop sample, errors of both loops, and
+/// the closed-loop throughput.
+fn latency_row(mode: &str, target: &str, s: &Sample, closed_errors: usize, rps: f64) {
+    let l = &s.latencies_us;
+    println!(
+        "| {mode} | {target} | {} | {} | {} | {} | {} | {rps:.0} |",
+        pct(l, 0.5),
+        pct(l, 0.9),
+        pct(l, 0.99),
+        l.last().copied().unwrap_or(0),
+        s.errors + closed_errors,
+    );
+}
+
+/// The same chat completion against the mock directly and through deja (cache off):
+/// open loop, then closed loop, then deja's added latency and its self-measured overhead.
+async fn proxy_rows(
+    client: &reqwest::Client,
+    direct: &str,
+    through: &str,
+    stream: bool,
+    args: &Args,
+) {
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "What are your opening hours on weekends?"}],
+        "stream": stream,
+    });
+    let body = Arc::new(serde_json::to_vec(&body).unwrap());
+    let mode = if stream { "streaming" } else { "non-streaming" };
+    // Warm both paths (connections, caches).
+    open_loop(client, direct, body.clone(), args.rate, 1.0).await;
+    open_loop(client, through, body.clone(), args.rate, 1.0).await;
+    let d = open_loop(client, direct, body.clone(), args.rate, args.seconds).await;
+    let t = open_loop(client, through, body.clone(), args.rate, args.seconds).await;
+    let (d_rps, d_err) =
+        closed_loop(client, direct, body.clone(), args.concurrency, args.seconds).await;
+    let (t_rps, t_err) = closed_loop(
+        client,
+        through,
+        body.clone(),
+        args.concurrency,
+        args.seconds,
+    )
+    .await;
+    latency_row(mode, "mock direct", &d, d_err, d_rps);
+    latency_row(mode, "through deja", &t, t_err, t_rps);
+    let added = |p: f64| pct(&t.latencies_us, p) as i64 - pct(&d.latencies_us, p) as i64;
+    println!(
+        "| {mode} | **added by deja** | {} | {} | {} | | | |",
+        added(0.5),
+        added(0.9),
+        added(0.99)
+    );
+    println!(
+        "| {mode} | deja self-measured (x-deja-overhead-us) | {} | {} | {} | {} | | |",
+        pct(&t.overhead_us, 0.5),
+        pct(&t.overhead_us, 0.9),
+        pct(&t.overhead_us, 0.99),
+        t.overhead_us.last().copied().unwrap_or(0)
+    );
+}
+
+/// One question repeated against a deja with the cache on: the first request misses and
+/// stores, every later one is an exact hit.
+async fn exact_hit_row(client: &reqwest::Client, url: &str, args: &Args) {
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "What are your opening hours on weekends?"}],
+    });
+    let body = Arc::new(serde_json::to_vec(&body).unwrap());
+    open_loop(client, url, body.clone(), args.rate, 1.0).await;
+    let hit = client
+        .post(url)
+        .body(body.as_ref().clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        hit.headers()["x-deja-cache"],
+        "hit-exact",
+        "the repeated question is an exact hit"
+    );
+    let t = open_loop(client, url, body.clone(), args.rate, args.seconds).await;
+    let (rps, err) = closed_loop(client, url, body.clone(), args.concurrency, args.seconds).await;
+    latency_row("exact cache hit", "through deja (cache on)", &t, err, rps);
 }
 
 /// banking77 questions (`text,category` CSV) from ../shared/data.
