@@ -50,6 +50,7 @@
 mod actor;
 mod index;
 pub mod key;
+mod pages;
 pub mod replay;
 mod snapshot;
 mod store;

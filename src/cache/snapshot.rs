@@ -15,6 +15,7 @@
 //! takes a new snapshot (see `PartIndex`).
 
 use super::index::{dot, Graph};
+use super::pages::Pages;
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
@@ -26,14 +27,14 @@ pub(crate) struct Snapshot {
     /// Dense index -> entry id.
     ids: Vec<u64>,
     /// `ids.len() * dims` unit-vector components (exact scores for the final ranking).
-    vectors: Vec<f32>,
+    vectors: Pages<f32>,
     /// The same vectors as int8 codes, `vector ≈ code * scale`: the graph walk scores
     /// these (a quarter of the memory traffic), the best `ef` are re-scored exactly.
-    codes: Vec<i8>,
-    scales: Vec<f32>,
+    codes: Pages<i8>,
+    scales: Pages<f32>,
     /// Layer 0 neighbours of point `i`: `links0[offsets0[i]..offsets0[i + 1]]`.
-    offsets0: Vec<u32>,
-    links0: Vec<u32>,
+    offsets0: Pages<u32>,
+    links0: Pages<u32>,
     /// Upper layers (index 0 = layer 1): neighbours of the points present there.
     upper: Vec<HashMap<u32, Box<[u32]>>>,
     /// Entry point (a point of the top layer).
@@ -66,8 +67,10 @@ impl Ord for Near {
 }
 
 thread_local! {
-    /// Visited marks (a generation number per point), reused across searches.
-    static VISITED: RefCell<(u32, Vec<u32>)> = const { RefCell::new((0, Vec::new())) };
+    /// Visited marks, one bit per point, reused across searches: at 100k points the
+    /// whole set is 12.5 KB, so clearing it per search is cheaper than the cold cache
+    /// lines a word-sized mark per point would cost on every visit.
+    static VISITED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Snapshot {
@@ -75,11 +78,11 @@ impl Snapshot {
         Snapshot {
             dims,
             ids: Vec::new(),
-            vectors: Vec::new(),
-            codes: Vec::new(),
-            scales: Vec::new(),
-            offsets0: vec![0],
-            links0: Vec::new(),
+            vectors: Pages::from_slice(&[]),
+            codes: Pages::from_slice(&[]),
+            scales: Pages::from_slice(&[]),
+            offsets0: Pages::from_slice(&[0]),
+            links0: Pages::from_slice(&[]),
             upper: Vec::new(),
             entry: 0,
         }
@@ -148,11 +151,11 @@ impl Snapshot {
         Snapshot {
             dims,
             ids,
-            vectors,
-            codes,
-            scales,
-            offsets0,
-            links0,
+            vectors: vectors.into(),
+            codes: codes.into(),
+            scales: scales.into(),
+            offsets0: offsets0.into(),
+            links0: links0.into(),
             upper,
             entry,
         }
@@ -212,6 +215,10 @@ impl Snapshot {
             loop {
                 let mut moved = false;
                 if let Some(nbs) = layer.get(&cur) {
+                    // start every neighbour's load before scoring the first (as below)
+                    for &nb in nbs.iter() {
+                        self.prefetch(nb);
+                    }
                     for &nb in nbs.iter() {
                         let s = self.approx(&qc, qs, nb);
                         if s > cur_sim {
@@ -226,21 +233,20 @@ impl Snapshot {
             }
         }
         VISITED.with(|cell| {
-            let mut guard = cell.borrow_mut();
-            let (gen, marks) = &mut *guard;
-            if marks.len() < n {
-                marks.resize(n, 0);
-            }
-            *gen = gen.wrapping_add(1);
-            if *gen == 0 {
-                marks.iter_mut().for_each(|m| *m = 0);
-                *gen = 1;
-            }
-            let gen = *gen;
+            let mut marks = cell.borrow_mut();
+            marks.clear();
+            marks.resize(n.div_ceil(64), 0);
+            // marks `i` visited; false when it already was
+            let mut visit = |i: u32| {
+                let (word, bit) = (i as usize / 64, 1u64 << (i % 64));
+                let fresh = marks[word] & bit == 0;
+                marks[word] |= bit;
+                fresh
+            };
             // candidates: best first; results: worst first (bounded by ef)
             let mut candidates = BinaryHeap::with_capacity(ef * 2);
             let mut results: BinaryHeap<Reverse<Near>> = BinaryHeap::with_capacity(ef + 1);
-            marks[cur as usize] = gen;
+            visit(cur);
             candidates.push(Near(cur_sim, cur));
             results.push(Reverse(Near(cur_sim, cur)));
             while let Some(Near(s, c)) = candidates.pop() {
@@ -257,11 +263,9 @@ impl Snapshot {
                 let mut fresh = [0u32; 128];
                 let mut nf = 0;
                 for &nb in &self.links0[a..b] {
-                    let m = &mut marks[nb as usize];
-                    if *m == gen || nf == fresh.len() {
+                    if nf == fresh.len() || !visit(nb) {
                         continue;
                     }
-                    *m = gen;
                     fresh[nf] = nb;
                     nf += 1;
                     self.prefetch(nb);
