@@ -329,7 +329,7 @@ impl Verifier {
             || self.lex.negators.contains(w)
             || self.lex.wh.contains_key(w)
             || matches!(self.lex.order.get(w), Some((Axis::Logic, _)))
-            || (w.chars().count() == 1 && w.chars().all(|c| c.is_ascii_punctuation())))
+            || (w.len() == 1 && w.as_bytes()[0].is_ascii_punctuation()))
     }
 
     fn antonyms(&self, x: &Token, y: &Token) -> bool {
@@ -363,6 +363,9 @@ impl Verifier {
     /// One is a misspelling of the other: close in edit distance, and at least one of
     /// them is not a known word (so "house"/"horse" are never typos of each other).
     fn typo(&self, x: &Token, y: &Token) -> bool {
+        if x.known && y.known {
+            return false;
+        }
         let (a, b) = (x.norm.as_str(), y.norm.as_str());
         let (la, lb) = (a.chars().count(), b.chars().count());
         if la.min(lb) < 5
@@ -370,9 +373,6 @@ impl Verifier {
             || !a.chars().all(char::is_alphabetic)
             || !b.chars().all(char::is_alphabetic)
         {
-            return false;
-        }
-        if x.known && y.known {
             return false;
         }
         let max = if la.min(lb) >= 8 { 2 } else { 1 };
