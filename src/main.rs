@@ -5,6 +5,10 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 
+/// mimalloc instead of glibc malloc (see Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "deja",
