@@ -48,7 +48,7 @@
 //!
 //! Default: [`Strictness::Balanced`] with a cosine threshold of 0.75 (see the verify branch
 //! report for measurements). `Verifier::new` parses the compiled-in WordNet tables
-//! (~30 ms); build one at start-up and share it.
+//! (~10 ms); build one at start-up and share it.
 
 mod lexicon;
 mod text;
