@@ -10,6 +10,8 @@
 //!
 //! `cargo bench --bench cold_search` (`DEJA_BENCH_QUERIES=N`, default 1500)
 
+mod common;
+
 use deja::cache::{CacheConfig, CacheStore, ExactKey, NewEntry};
 use deja::embed::{Embedder, EmbedderConfig};
 use std::path::Path;
@@ -20,23 +22,6 @@ const PARTITION: &str = "bench";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The questions of a banking77 `text,category` CSV.
-fn banking77(file: &str) -> Vec<String> {
-    let path = root().join("../shared/data/banking77").join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let q = match l.strip_prefix('"') {
-                Some(rest) => rest.rsplit_once("\",")?.0.replace("\"\"", "\""),
-                None => l.rsplit_once(',')?.0.to_owned(),
-            };
-            Some(q)
-        })
-        .collect()
 }
 
 fn summary(v: &mut [u128]) -> String {
@@ -56,8 +41,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1500);
-    let train = banking77("train.csv");
-    let test = banking77("test.csv");
+    let train = common::banking77("train.csv").expect("read ../shared/data/banking77/train.csv");
+    let test = common::banking77("test.csv").expect("read ../shared/data/banking77/test.csv");
     let cfg = EmbedderConfig {
         model_path: root().join("models/model.onnx"),
         tokenizer_path: root().join("models/tokenizer.json"),

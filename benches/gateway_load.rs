@@ -15,6 +15,8 @@
 //! another `deja` binary, e.g. an older build: on this VM run-to-run variation is large,
 //! so compare two builds by alternating several runs of each).
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -382,32 +384,15 @@ async fn exact_hit_row(client: &reqwest::Client, url: &str, args: &Args) {
     latency_row("exact cache hit", "through deja (cache on)", &t, err, rps);
 }
 
-/// banking77 questions (`text,category` CSV) from ../shared/data.
-fn banking77(file: &str) -> Vec<String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/banking77")
-        .join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let q = match l.strip_prefix('"') {
-                Some(rest) => rest.rsplit_once("\",")?.0.replace("\"\"", "\""),
-                None => l.rsplit_once(',')?.0.to_owned(),
-            };
-            Some(q)
-        })
-        .collect()
-}
-
 /// Semantic hits against embedding alone, one request at a time on one connection:
 /// banking77's training questions are stored (admin insert), its test questions asked;
 /// the same test questions are embedded through `/v1/embeddings` with the local model.
 /// Both paths pay HTTP + embedding; the difference is the cache's own cost (index search,
 /// verification, reading and replaying the entry).
 async fn semantic_hits(client: &reqwest::Client, port: u16) {
-    let train = banking77("train.csv");
-    let test = banking77("test.csv");
+    // without ../shared/data the phase reports nothing rather than failing the bench
+    let train = common::banking77("train.csv").unwrap_or_default();
+    let test = common::banking77("test.csv").unwrap_or_default();
     if train.is_empty() || test.is_empty() {
         println!("\n(semantic hits skipped: ../shared/data/banking77 not found)");
         return;
