@@ -5,7 +5,7 @@
 //! two-dimensional page walk (the guest's tables, each entry translated through the
 //! host's) over memory that is cold after the embedding. A 2 MiB page covers 5,000
 //! int8 codes of 384 dimensions. Linux backs a region with huge pages at fault time
-//! when it is marked `MADV_HUGEPAGE` (the kernel's default THP mode is `madvise`), so
+//! when it is marked `MADV_HUGEPAGE` (THP mode `madvise`, this machine's setting), so
 //! large arrays are copied into a 2 MiB-aligned anonymous mapping marked that way
 //! before they are first written. Small arrays, other systems, and any failure of
 //! `mmap` keep an ordinary heap allocation: huge pages are only ever an optimisation.
