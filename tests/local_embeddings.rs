@@ -89,18 +89,8 @@ async fn base64_encoding_and_dimensions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listed_in_models_and_not_served_on_chat() {
     let h = Harness::start("");
-    let v: Value = h
-        .client
-        .get(h.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(v["data"]
-        .as_array()
-        .unwrap()
+    let models = common::models(&h.client, &h.url("")).await;
+    assert!(models
         .iter()
         .any(|m| m["id"] == MODEL && m["owned_by"] == "deja"));
     // Chat with the local model name is not intercepted: it is routed like any model.

@@ -118,12 +118,12 @@ impl Drop for Harness {
     }
 }
 
-/// The model ids `GET {base}/v1/models` lists. Servers started by these helpers are
-/// ready before they return, and readiness includes every provider's model discovery
-/// having ended, so one request sees the final list.
+/// The model objects `GET {base}/v1/models` lists. Servers started by these helpers
+/// are ready before they return, and readiness includes every provider's model
+/// discovery having ended, so one request sees the final list.
 #[allow(dead_code)]
-pub async fn model_ids(client: &reqwest::Client, base: &str) -> Vec<String> {
-    let v: serde_json::Value = client
+pub async fn models(client: &reqwest::Client, base: &str) -> Vec<serde_json::Value> {
+    let mut v: serde_json::Value = client
         .get(format!("{base}/v1/models"))
         .send()
         .await
@@ -131,9 +131,17 @@ pub async fn model_ids(client: &reqwest::Client, base: &str) -> Vec<String> {
         .json()
         .await
         .unwrap();
-    v["data"]
-        .as_array()
-        .unwrap()
+    match v["data"].take() {
+        serde_json::Value::Array(models) => models,
+        other => panic!("/v1/models data is not an array: {other}"),
+    }
+}
+
+/// The ids of [`models`].
+#[allow(dead_code)]
+pub async fn model_ids(client: &reqwest::Client, base: &str) -> Vec<String> {
+    models(client, base)
+        .await
         .iter()
         .filter_map(|m| m["id"].as_str().map(str::to_owned))
         .collect()
