@@ -170,9 +170,11 @@ fn main() -> anyhow::Result<()> {
             let sys = actix_rt::System::new();
             let result = sys.block_on(async move {
                 let running = deja::http::start(cfg, listener)?;
+                deja::http::stop_on_signals(running.handle.clone())
+                    .context("cannot install the SIGTERM/SIGINT handlers")?;
                 tracing::info!(addr = %running.addr, "deja listening");
                 running.server.await?;
-                running.state.gateway.shutdown();
+                running.state.gateway.shutdown().await;
                 tracing::info!("deja stopped");
                 anyhow::Ok(())
             });

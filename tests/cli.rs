@@ -1,5 +1,5 @@
 //! The `deja` binary itself: zero-config start-up, config errors, JSON logs without
-//! secrets, graceful shutdown on SIGTERM.
+//! secrets, graceful shutdown on SIGTERM and SIGINT.
 
 use deja::mock::{Behaviour, MockProvider, MockSettings};
 use serde_json::json;
@@ -143,6 +143,16 @@ fn zero_config_honours_openai_base_url_and_logs_json_without_secrets() {
 
 #[test]
 fn sigterm_lets_in_flight_requests_finish() {
+    signal_lets_in_flight_requests_finish("-TERM");
+}
+
+/// SIGINT (Ctrl-C) too: actix-server alone would stop at once, dropping the request.
+#[test]
+fn sigint_lets_in_flight_requests_finish() {
+    signal_lets_in_flight_requests_finish("-INT");
+}
+
+fn signal_lets_in_flight_requests_finish(signal: &str) {
     let mock = MockProvider::start(MockSettings::default()).unwrap();
     mock.state.set_behaviour(Behaviour::Stall { ms: 1500 });
     let port = free_port();
@@ -164,7 +174,7 @@ fn sigterm_lets_in_flight_requests_finish() {
     }
     assert_eq!(mock.state.stats().calls, 1);
     let _ = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
+        .args([signal, &child.0.id().to_string()])
         .status();
     let (code, body) = inflight.join().unwrap();
     assert_eq!(code, 200, "in-flight request finished: {body}");

@@ -133,6 +133,24 @@ pub struct Rebuild {
     pub force: bool,
 }
 
+/// Makes everything written so far durable before the process exits: pending hit
+/// counts, a sled flush and a dump of the graphs that changed (so the next start-up
+/// reloads them instead of re-inserting every point). Replies with the number of
+/// partitions dumped. Sent at shutdown, after the HTTP server stopped: the arbiter's
+/// own `stopped` would run on a thread the process does not wait for.
+#[derive(Message, Debug)]
+#[rtype(result = "CacheResult<usize>")]
+pub struct Persist;
+
+impl Handler<Persist> for CacheWriter {
+    type Result = CacheResult<usize>;
+    fn handle(&mut self, _: Persist, _: &mut Self::Context) -> Self::Result {
+        self.apply_hits();
+        self.store.flush()?;
+        self.store.persist_index(false)
+    }
+}
+
 impl Handler<Insert> for CacheWriter {
     type Result = CacheResult<Vec<u64>>;
     fn handle(&mut self, msg: Insert, _: &mut Self::Context) -> Self::Result {

@@ -57,7 +57,8 @@ mod store;
 pub mod verify;
 
 pub use actor::{
-    CacheHandle, CacheWriter, Delete, DeleteWhere, Insert, Rebuild, Sweep, HIT_APPLY_INTERVAL,
+    CacheHandle, CacheWriter, Delete, DeleteWhere, Insert, Persist, Rebuild, Sweep,
+    HIT_APPLY_INTERVAL,
 };
 pub use index::{dot, ClampedCosine};
 pub use store::CacheStore;

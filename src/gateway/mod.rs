@@ -131,13 +131,18 @@ impl Gateway {
         }))
     }
 
-    /// After the HTTP server stopped: flush what must survive (the cache's sled writes).
-    pub fn shutdown(&self) {
-        if let Some(c) = &self.cache {
-            match c.handle.store.flush() {
-                Ok(()) => tracing::info!("cache flushed"),
+    /// After the HTTP server stopped: make the cache durable (hit counts, sled, graph
+    /// dump) through its writer, and wait for it: the process exits right after.
+    pub async fn shutdown(&self) {
+        let Some(c) = &self.cache else { return };
+        match c.handle.writer.send(crate::cache::Persist).await {
+            Ok(Ok(dumped)) => tracing::info!(partitions_dumped = dumped, "cache persisted"),
+            Ok(Err(e)) => tracing::error!(error = %e, "persisting the cache failed"),
+            Err(_) => match c.handle.store.flush() {
+                // The writer is gone (it only stops with the System): sled at least.
+                Ok(()) => tracing::warn!("cache writer gone at shutdown; sled flushed"),
                 Err(e) => tracing::error!(error = %e, "flushing the cache failed"),
-            }
+            },
         }
     }
 

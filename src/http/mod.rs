@@ -159,6 +159,10 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     .max_connection_rate(1024)
     .keep_alive(Duration::from_secs(75))
     .shutdown_timeout(shutdown)
+    // Signals are deja's (see `stop_on_signals`): actix-server's own handling stops the
+    // whole actix System shortly after the server, racing the cache's final dump, and
+    // treats SIGINT as a forced stop that drops requests in flight.
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(Running {
@@ -190,6 +194,37 @@ impl Spawned {
     }
 }
 
+/// Graceful shutdown on SIGTERM or SIGINT: stop accepting, let requests in flight finish
+/// (bounded by `server.shutdown_timeout_secs`); a second signal stops at once. The caller
+/// awaits the server, then persists state (`Gateway::shutdown`) and stops the System.
+/// Call inside the System running the server (the `deja serve` binary; tests stop their
+/// servers through the handle).
+pub fn stop_on_signals(handle: ServerHandle) -> std::io::Result<()> {
+    use actix_rt::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    actix_rt::spawn(async move {
+        let mut graceful = true;
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            if graceful {
+                tracing::info!(signal = name, "shutting down: finishing requests in flight");
+            } else {
+                tracing::warn!(signal = name, "second signal: stopping now");
+            }
+            // Not awaited: `stop` resolves when the server is down, and a second signal
+            // must still be heard meanwhile.
+            let h = handle.clone();
+            actix_rt::spawn(async move { h.stop(graceful).await });
+            graceful = false;
+        }
+    });
+    Ok(())
+}
+
 /// Stop a server from any thread, even one already driving an async runtime.
 pub fn stop_server(handle: ServerHandle, graceful: bool) {
     let t = std::thread::spawn(move || actix_rt::System::new().block_on(handle.stop(graceful)));
@@ -209,7 +244,7 @@ pub fn spawn(mut config: Config) -> anyhow::Result<Spawned> {
                 Ok(r) => {
                     let _ = tx.send(Ok((r.addr, r.handle.clone(), r.state.clone())));
                     let _ = r.server.await;
-                    r.state.gateway.shutdown();
+                    r.state.gateway.shutdown().await;
                     actix_rt::System::current().stop();
                 }
                 Err(e) => {
