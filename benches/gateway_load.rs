@@ -103,6 +103,34 @@ fn wait_up(port: u16, path: &str) {
     panic!("server on {port} did not come up");
 }
 
+/// CPU time (user + system) a process has used so far, in microseconds
+/// (`/proc/<pid>/stat`; `None` elsewhere).
+fn cpu_time_us(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks * 1_000_000 / hz as u64)
+}
+
+/// CPU microseconds `pid` spent per request while `phase` ran `n` requests.
+async fn cpu_per_request<F: std::future::Future<Output = Sample>>(
+    pid: u32,
+    phase: F,
+) -> (Sample, Option<f64>) {
+    let before = cpu_time_us(pid);
+    let s = phase.await;
+    let n = s.latencies_us.len() + s.errors;
+    let per = match (before, cpu_time_us(pid)) {
+        (Some(a), Some(b)) if n > 0 => Some((b - a) as f64 / n as f64),
+        _ => None,
+    };
+    (s, per)
+}
+
 #[derive(Default)]
 struct Sample {
     latencies_us: Vec<u64>,
@@ -213,7 +241,7 @@ fn main() {
     let exe = std::env::var("DEJA_BENCH_EXE").unwrap_or_else(|_| env!("CARGO_BIN_EXE_deja").into());
     let exe = exe.as_str();
     let mock_port = free_port();
-    let _mock = Proc(
+    let mock = Proc(
         Command::new(exe)
             .args([
                 "mock-provider",
@@ -280,8 +308,9 @@ fn main() {
             "| mode | target | p50 µs | p90 µs | p99 µs | max µs | errors | closed-loop req/s |"
         );
         println!("|---|---|---:|---:|---:|---:|---:|---:|");
+        let pids = (mock.0.id(), deja_proc.0.id());
         for stream in [false, true] {
-            rt.block_on(proxy_rows(&client, &direct, &through, stream, &args));
+            rt.block_on(proxy_rows(&client, &direct, &through, stream, &args, pids));
         }
         drop(deja_proc);
     }
@@ -311,13 +340,15 @@ fn latency_row(mode: &str, target: &str, s: &Sample, closed_errors: usize, rps: 
 }
 
 /// The same chat completion against the mock directly and through deja (cache off):
-/// open loop, then closed loop, then deja's added latency and its self-measured overhead.
+/// open loop, then closed loop, then deja's added latency, its self-measured overhead
+/// and the CPU time each server process spent per open-loop request (`pids`: mock, deja).
 async fn proxy_rows(
     client: &reqwest::Client,
     direct: &str,
     through: &str,
     stream: bool,
     args: &Args,
+    pids: (u32, u32),
 ) {
     let body = serde_json::json!({
         "model": "gpt-4o-mini",
@@ -329,8 +360,16 @@ async fn proxy_rows(
     // Warm both paths (connections, caches).
     open_loop(client, direct, body.clone(), args.rate, 1.0).await;
     open_loop(client, through, body.clone(), args.rate, 1.0).await;
-    let d = open_loop(client, direct, body.clone(), args.rate, args.seconds).await;
-    let t = open_loop(client, through, body.clone(), args.rate, args.seconds).await;
+    let (d, mock_cpu) = cpu_per_request(
+        pids.0,
+        open_loop(client, direct, body.clone(), args.rate, args.seconds),
+    )
+    .await;
+    let (t, deja_cpu) = cpu_per_request(
+        pids.1,
+        open_loop(client, through, body.clone(), args.rate, args.seconds),
+    )
+    .await;
     let (d_rps, d_err) =
         closed_loop(client, direct, body.clone(), args.concurrency, args.seconds).await;
     let (t_rps, t_err) = closed_loop(
@@ -356,6 +395,12 @@ async fn proxy_rows(
         pct(&t.overhead_us, 0.9),
         pct(&t.overhead_us, 0.99),
         t.overhead_us.last().copied().unwrap_or(0)
+    );
+    let show = |c: Option<f64>| c.map_or("n/a".to_owned(), |c| format!("{c:.0}"));
+    println!(
+        "| {mode} | CPU µs per request (user+sys): mock {} alone, deja {} | | | | | | |",
+        show(mock_cpu),
+        show(deja_cpu)
     );
 }
 
