@@ -398,6 +398,18 @@ pub const EXTRA_ANTONYMS: &[(&str, &str)] = &[
     ("older", "younger"),
     ("better", "worse"),
     ("best", "worst"),
+    // graded opposites WordNet only links through a similar adjective ("cold" ~ "cool",
+    // "cool" / "warm"); expanding every synonym group that way also opposes verbs such
+    // as "deal" ("deal" ~ "sell", "sell" / "buy"), so these are listed by hand
+    ("warm", "cold"),
+    ("hot", "cool"),
+    ("large", "little"),
+    ("loud", "quiet"),
+    ("easy", "hard"),
+    ("happy", "sad"),
+    ("bright", "dark"),
+    ("quick", "slow"),
+    ("start", "finish"),
     ("longer", "shorter"),
     ("easier", "harder"),
     ("stronger", "weaker"),

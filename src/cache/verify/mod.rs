@@ -16,9 +16,11 @@
 //!    (edit distance 1-2 where at least one of them is not a known word).
 //! 3. What is left unaligned is classified with closed-class lexicons (`lexicon.rs`):
 //!    - numbers, units and dates must match;
-//!    - polarity: negators plus antonym swaps (WordNet antonyms, un-/in-/dis- prefixes,
-//!      -ful/-less) must flip an even number of times ("a positive person" = "a person
-//!      who is not negative", but "safe" != "not safe");
+//!    - polarity: negators plus antonym swaps (WordNet antonyms plus graded opposites it
+//!      only links indirectly, "warm" / "cold"; comparatives and superlatives of opposed
+//!      adjectives, "warmer" / "colder"; un-/in-/dis- prefixes, -ful/-less) must flip
+//!      an even number of times ("a positive person" = "a person who is not negative",
+//!      but "safe" != "not safe");
 //!    - order words (before/after, above/below, more/less, and/or, all/some) must not swap;
 //!    - pronouns must keep person and gender;
 //!    - content words moved across a verb or role preposition are a role swap
@@ -41,6 +43,8 @@
 //!      word is a modifier in front of a shared word outside a possessive phrase
 //!      ("a retired pilot", not "my new card"); extra clauses are elaborations;
 //!    - a question-word change counts only when every content word is shared;
+//!    - a tense change counts in a yes/no question whose leading auxiliary is the only
+//!      difference ("Is X a lawyer?" / "Was X a lawyer?");
 //!    - numbers, units and dates must always match: "1 week" vs "2 weeks" changes the answer.
 //! 5. [`Strictness::Strict`] applies every check wherever it fires, and also refuses changes
 //!    of tense, question word, and large unexplained content differences when the cosine
@@ -339,6 +343,17 @@ impl Verifier {
                 {
                     return true;
                 }
+            }
+        }
+        // two comparatives (or two superlatives) of opposed adjectives: "warmer" /
+        // "colder" (the forms keep comparatives whole: "bigger" is not "big")
+        for suffix in ["er", "est"] {
+            let (bx, by) = (degree_bases(&x.norm, suffix), degree_bases(&y.norm, suffix));
+            if bx.iter().any(|u| {
+                by.iter()
+                    .any(|v| self.lex.antonyms.contains(&(u.as_str(), v.as_str())))
+            }) {
+                return true;
             }
         }
         false
@@ -834,7 +849,7 @@ impl Verifier {
 
     fn check_tense(&self, p: &mut Pair, _sim: f32) -> Option<Verdict> {
         if self.strictness != Strictness::Strict {
-            return None;
+            return self.yes_no_tense(p);
         }
         let tense = |ts: &[Token]| -> Vec<&str> {
             let mut v: Vec<&str> = ts
@@ -853,6 +868,32 @@ impl Verifier {
             ));
         }
         None
+    }
+
+    /// Balanced: a yes/no question asks about the time its leading auxiliary names, so
+    /// "Is Obama a lawyer?" and "Was Obama a lawyer?" have different answers. Evidence
+    /// only when that auxiliary is the single difference (every other word aligned);
+    /// in wh-questions ("why was my card declined" / "why is ...") the tense is left to
+    /// the threshold.
+    fn yes_no_tense(&self, p: &Pair) -> Option<Verdict> {
+        let (x, y) = (p.a.first()?, p.b.first()?);
+        let (tx, ty) = (aux_tense(&x.norm)?, aux_tense(&y.norm)?);
+        let rest_aligned = |al: &[bool], ex: &[bool]| (1..al.len()).all(|i| al[i] || ex[i]);
+        if tx == ty
+            || p.a_aligned[0]
+            || p.b_aligned[0]
+            || !rest_aligned(&p.a_aligned, &p.a_explained)
+            || !rest_aligned(&p.b_aligned, &p.b_explained)
+        {
+            return None;
+        }
+        Some(Verdict::refuse(
+            RefusalReason::Tense,
+            format!(
+                "'{}' ({tx}) in request vs '{}' ({ty}) in candidate",
+                x.norm, y.norm
+            ),
+        ))
     }
 
     /// Role swap: shared content words that sit on different sides of a shared verb or
@@ -1105,6 +1146,36 @@ impl Verifier {
             ),
         ))
     }
+}
+
+/// The tense an auxiliary that can open a yes/no question marks.
+fn aux_tense(w: &str) -> Option<&'static str> {
+    Some(match w {
+        "is" | "are" | "am" | "do" | "does" | "has" | "have" => "present",
+        "was" | "were" | "did" | "had" => "past",
+        "will" | "shall" => "future",
+        _ => return None,
+    })
+}
+
+/// Candidate adjective bases of a comparative (`suffix` "er") or superlative ("est"):
+/// "warmer" -> warm, "hotter" -> hot, "larger" -> large, "easier" -> easy.
+fn degree_bases(w: &str, suffix: &str) -> Vec<String> {
+    let Some(stem) = w.strip_suffix(suffix) else {
+        return Vec::new();
+    };
+    if stem.len() < 2 || !stem.is_ascii() {
+        return Vec::new();
+    }
+    let mut out = vec![stem.to_string(), format!("{stem}e")];
+    if let Some(s) = stem.strip_suffix('i') {
+        out.push(format!("{s}y"));
+    }
+    let b = stem.as_bytes();
+    if b.len() >= 3 && b[b.len() - 1] == b[b.len() - 2] {
+        out.push(stem[..stem.len() - 1].to_string());
+    }
+    out
 }
 
 /// Two sorted id lists share an element.

@@ -671,3 +671,69 @@ fn order_words_must_replace_each_other() {
         RefusalReason::TemporalOrder,
     );
 }
+
+#[test]
+fn indirect_and_graded_antonyms_refused() {
+    let v = balanced();
+    // WordNet lists "warm" / "cool" and "cold" / "hot" but not "warm" / "cold"
+    refuses(
+        v,
+        "Should I serve the soup warm?",
+        "Should I serve the soup cold?",
+        RefusalReason::Antonym,
+    );
+    // comparatives and superlatives of opposed adjectives
+    refuses(
+        v,
+        "How can I keep my greenhouse warmer at night?",
+        "How can I keep my greenhouse colder at night?",
+        RefusalReason::Antonym,
+    );
+    refuses(
+        v,
+        "Which is the wettest month in Lisbon?",
+        "Which is the driest month in Lisbon?",
+        RefusalReason::Antonym,
+    );
+    // synonyms stay synonyms
+    accepts(
+        v,
+        "How do I keep my tea warm for longer?",
+        "How do I keep my tea hot for longer?",
+    );
+}
+
+#[test]
+fn yes_no_question_tense_refused_wh_question_tense_left_to_threshold() {
+    let v = balanced();
+    refuses(
+        v,
+        "Is the ferry running on holidays?",
+        "Was the ferry running on holidays?",
+        RefusalReason::Tense,
+    );
+    refuses(
+        v,
+        "Does the museum charge for parking?",
+        "Did the museum charge for parking?",
+        RefusalReason::Tense,
+    );
+    refuses(
+        v,
+        "Is Marie Curie a chemist?",
+        "Was Marie Curie a chemist?",
+        RefusalReason::Tense,
+    );
+    // same tense, other auxiliary
+    accepts(
+        v,
+        "Is my parcel delivered?",
+        "Has my parcel been delivered?",
+    );
+    // the auxiliary is not the only difference: the wording changed, not just the time
+    accepts(
+        v,
+        "Why was my transfer rejected?",
+        "Why is my transfer rejected?",
+    );
+}
