@@ -1,15 +1,15 @@
 //! Logging through `tracing`: human-readable by default, JSON on request; written by a
-//! background thread so request handling never blocks on stdout.
+//! background thread so request handling never blocks on stderr, in batches so that a
+//! log line does not wake that thread once per request ([`batch`]).
+
+pub mod batch;
 
 use crate::config::{LogFormat, TelemetryConfig};
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 /// Install the global subscriber. Keep the guard alive until exit (it flushes the log).
-pub fn init(cfg: &TelemetryConfig) -> WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .finish(std::io::stderr());
+pub fn init(cfg: &TelemetryConfig) -> batch::BatchGuard {
+    let (writer, guard) = batch::batched(std::io::stderr());
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
