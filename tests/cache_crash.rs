@@ -2,6 +2,10 @@
 //! from banking77): kill -9 during warm-up loses no acknowledged entry and the index
 //! agrees with sled; SIGTERM leaves a current graph dump that the next start reloads.
 
+mod common;
+
+use common::free_port;
+
 use deja::mock::{MockProvider, MockSettings};
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
@@ -82,14 +86,6 @@ fn stats(port: u16) -> Value {
         .unwrap()
         .json()
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// SIGTERM right after a warm-up: the shutdown waits for the graph dump, so the next

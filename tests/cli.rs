@@ -1,19 +1,15 @@
 //! The `deja` binary itself: zero-config start-up, config errors, JSON logs without
 //! secrets, graceful shutdown on SIGTERM and SIGINT.
 
+mod common;
+
+use common::free_port;
+
 use deja::mock::{Behaviour, MockProvider, MockSettings};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn deja() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_deja"));

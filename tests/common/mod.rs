@@ -10,6 +10,15 @@ use std::path::Path;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// A port nothing listens on right now (for a `deja serve` child process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Build a config from TOML text exactly as `deja serve --config` would (port 0).
 pub fn config_from(toml_text: &str, env: &[(&str, &str)]) -> Config {
     let mut f = tempfile::NamedTempFile::new().unwrap();
