@@ -50,6 +50,14 @@ impl CacheWriter {
         }
     }
 
+    /// Pending hit counts applied, sled flushed, changed graphs dumped: everything
+    /// written so far survives a restart. Returns the number of partitions dumped.
+    fn persist(&mut self) -> CacheResult<usize> {
+        self.apply_hits();
+        self.store.flush()?;
+        self.store.persist_index(false)
+    }
+
     /// Dumps the graphs that changed (writer thread: inserts wait meanwhile,
     /// which the dump needs anyway).
     fn dump(&mut self) {
@@ -96,11 +104,9 @@ impl Actor for CacheWriter {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.apply_hits();
-        if let Err(e) = self.store.flush() {
-            tracing::error!(error = %e, "cache flush at shutdown failed");
+        if let Err(e) = self.persist() {
+            tracing::error!(error = %e, "persisting the cache at shutdown failed");
         }
-        self.dump();
     }
 }
 
@@ -145,9 +151,7 @@ pub struct Persist;
 impl Handler<Persist> for CacheWriter {
     type Result = CacheResult<usize>;
     fn handle(&mut self, _: Persist, _: &mut Self::Context) -> Self::Result {
-        self.apply_hits();
-        self.store.flush()?;
-        self.store.persist_index(false)
+        self.persist()
     }
 }
 

@@ -78,11 +78,14 @@ pub fn batched<W: Write + Send + 'static>(out: W) -> (BatchWriter, BatchGuard) {
 fn run<W: Write>(shared: &Shared, mut out: W) {
     let mut batch = Vec::new();
     loop {
-        let stop = {
+        // `idle`: nothing came since the last drain, so park until a line unparks us
+        // (a line appended after this point takes `idle` back and leaves an unpark
+        // token, so the park below returns at once)
+        let (stop, idle) = {
             let mut p = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::swap(&mut batch, &mut p.buf);
             p.idle = batch.is_empty() && !p.stop;
-            p.stop
+            (p.stop, p.idle)
         };
         if !batch.is_empty() {
             let _ = out.write_all(&batch);
@@ -96,11 +99,6 @@ fn run<W: Write>(shared: &Shared, mut out: W) {
         if stop {
             return;
         }
-        let idle = shared
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .idle;
         if idle {
             // Woken by the next line (or the guard); spurious wake-ups just loop.
             thread::park();

@@ -348,7 +348,11 @@ impl Verifier {
         // two comparatives (or two superlatives) of opposed adjectives: "warmer" /
         // "colder" (the forms keep comparatives whole: "bigger" is not "big")
         for suffix in ["er", "est"] {
-            let (bx, by) = (degree_bases(&x.norm, suffix), degree_bases(&y.norm, suffix));
+            if !(x.norm.ends_with(suffix) && y.norm.ends_with(suffix)) {
+                continue;
+            }
+            let bx = text::degree_bases(&x.norm, suffix);
+            let by = text::degree_bases(&y.norm, suffix);
             if bx.iter().any(|u| {
                 by.iter()
                     .any(|v| self.lex.antonyms.contains(&(u.as_str(), v.as_str())))
@@ -1156,26 +1160,6 @@ fn aux_tense(w: &str) -> Option<&'static str> {
         "will" | "shall" => "future",
         _ => return None,
     })
-}
-
-/// Candidate adjective bases of a comparative (`suffix` "er") or superlative ("est"):
-/// "warmer" -> warm, "hotter" -> hot, "larger" -> large, "easier" -> easy.
-fn degree_bases(w: &str, suffix: &str) -> Vec<String> {
-    let Some(stem) = w.strip_suffix(suffix) else {
-        return Vec::new();
-    };
-    if stem.len() < 2 || !stem.is_ascii() {
-        return Vec::new();
-    }
-    let mut out = vec![stem.to_string(), format!("{stem}e")];
-    if let Some(s) = stem.strip_suffix('i') {
-        out.push(format!("{s}y"));
-    }
-    let b = stem.as_bytes();
-    if b.len() >= 3 && b[b.len() - 1] == b[b.len() - 2] {
-        out.push(stem[..stem.len() - 1].to_string());
-    }
-    out
 }
 
 /// Two sorted id lists share an element.

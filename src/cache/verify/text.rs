@@ -187,58 +187,77 @@ fn is_vowel(c: u8) -> bool {
     matches!(c, b'a' | b'e' | b'i' | b'o' | b'u' | b'y')
 }
 
+/// Adds `s` to the candidate forms (at least 3 letters, once).
+fn push_form(s: String, f: &mut Vec<String>) {
+    if s.len() >= 3 && !f.contains(&s) {
+        f.push(s);
+    }
+}
+
+/// The bases a suffix-stripped stem may come from: "hop" (hoped), "hope" (hoped),
+/// "hop" from "hopp" (hopping, hotter).
+fn stem_variants(stem: &str, f: &mut Vec<String>) {
+    push_form(stem.to_string(), f);
+    push_form(format!("{stem}e"), f);
+    let sb = stem.as_bytes();
+    let m = sb.len();
+    if m >= 3 && sb[m - 1] == sb[m - 2] && !is_vowel(sb[m - 1]) {
+        push_form(stem[..m - 1].to_string(), f);
+    }
+}
+
 /// Candidate base forms of a word: the word, its irregular base, and the results of
 /// stripping inflectional suffixes (-s, -es, -ies, -ed, -ied, -ing, -er/-est are NOT
-/// stripped: comparatives carry meaning).
+/// stripped: comparatives carry meaning; see [`degree_bases`]).
 pub fn forms(w: &str, lex: &Lexicon) -> Vec<String> {
     let mut f: Vec<String> = vec![w.to_string()];
-    let mut push = |s: String, f: &mut Vec<String>| {
-        if s.len() >= 3 && !f.contains(&s) {
-            f.push(s);
-        }
-    };
     if let Some(b) = lex.irregular.get(w) {
-        push(b.to_string(), &mut f);
+        push_form(b.to_string(), &mut f);
     }
     let b = w.as_bytes();
     let n = b.len();
     if n < 4 || !w.is_ascii() {
         return f;
     }
-    let stem_variants =
-        |stem: &str, f: &mut Vec<String>, push: &mut dyn FnMut(String, &mut Vec<String>)| {
-            push(stem.to_string(), f);
-            push(format!("{stem}e"), f);
-            let sb = stem.as_bytes();
-            let m = sb.len();
-            if m >= 3 && sb[m - 1] == sb[m - 2] && !is_vowel(sb[m - 1]) {
-                push(stem[..m - 1].to_string(), f);
-            }
-        };
     if let Some(s) = w.strip_suffix("ies") {
-        push(format!("{s}y"), &mut f);
+        push_form(format!("{s}y"), &mut f);
     } else if let Some(s) = w.strip_suffix("es") {
-        push(s.to_string(), &mut f);
-        push(format!("{s}e"), &mut f);
+        push_form(s.to_string(), &mut f);
+        push_form(format!("{s}e"), &mut f);
     } else if w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("us") && !w.ends_with("is") {
-        push(w[..n - 1].to_string(), &mut f);
+        push_form(w[..n - 1].to_string(), &mut f);
     }
     if let Some(s) = w.strip_suffix("ied") {
-        push(format!("{s}y"), &mut f);
+        push_form(format!("{s}y"), &mut f);
     } else if let Some(s) = w.strip_suffix("ed") {
-        stem_variants(s, &mut f, &mut push);
+        stem_variants(s, &mut f);
     } else if w.ends_with('d') && w.ends_with("ed") {
-        push(w[..n - 1].to_string(), &mut f);
+        push_form(w[..n - 1].to_string(), &mut f);
     }
     if let Some(s) = w.strip_suffix("ing") {
         if s.bytes().any(is_vowel) {
-            stem_variants(s, &mut f, &mut push);
+            stem_variants(s, &mut f);
         }
     }
     if let Some(s) = w.strip_suffix("ly") {
         if n >= 6 {
-            push(s.to_string(), &mut f);
+            push_form(s.to_string(), &mut f);
         }
+    }
+    f
+}
+
+/// Candidate adjective bases of a comparative (`suffix` "er") or superlative ("est"):
+/// "warmer" -> warm, "hotter" -> hot, "larger" -> large, "easier" -> easy. Empty when
+/// `w` does not end in `suffix`.
+pub fn degree_bases(w: &str, suffix: &str) -> Vec<String> {
+    let mut f = Vec::new();
+    let Some(stem) = w.strip_suffix(suffix).filter(|s| s.is_ascii()) else {
+        return f;
+    };
+    match stem.strip_suffix('i') {
+        Some(s) => push_form(format!("{s}y"), &mut f),
+        None => stem_variants(stem, &mut f),
     }
     f
 }
