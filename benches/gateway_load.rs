@@ -13,7 +13,9 @@
 //! (`--busy-poll-us N` starts deja with `server.busy_poll_us = N`; `--no-semantic` skips
 //! the semantic-hit phase, `--only-semantic` runs only it; `DEJA_BENCH_EXE=path` runs
 //! another `deja` binary, e.g. an older build: on this VM run-to-run variation is large,
-//! so compare two builds by alternating several runs of each).
+//! so compare two builds by alternating several runs of each; `--nginx [PATH]` adds the
+//! same load through nginx as a reverse proxy to the same mock, a reference for what one
+//! proxy hop costs on the machine; see `start_nginx`).
 
 mod common;
 
@@ -29,6 +31,7 @@ struct Args {
     busy_poll_us: u64,
     semantic: bool,
     only_semantic: bool,
+    nginx: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -40,6 +43,7 @@ fn parse_args() -> Args {
         busy_poll_us: 0,
         semantic: true,
         only_semantic: false,
+        nginx: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -51,6 +55,15 @@ fn parse_args() -> Args {
             "--concurrency" => a.concurrency = v.parse().expect("--concurrency N"),
             "--deja-workers" => a.deja_workers = v.parse().expect("--deja-workers N"),
             "--busy-poll-us" => a.busy_poll_us = v.parse().expect("--busy-poll-us N"),
+            "--nginx" => {
+                // Optional path; a following flag means "nginx from PATH".
+                if v.is_empty() || v.starts_with("--") {
+                    a.nginx = Some("nginx".into());
+                    i += 1;
+                    continue;
+                }
+                a.nginx = Some(v);
+            }
             "--no-semantic" | "--only-semantic" => {
                 a.semantic = argv[i] == "--only-semantic";
                 a.only_semantic = a.semantic;
@@ -69,7 +82,18 @@ fn parse_args() -> Args {
 
 struct Proc(Child);
 impl Drop for Proc {
+    /// SIGTERM, then SIGKILL if it is still there after 5 s: a killed nginx master
+    /// would leave its workers running (and holding the bench's output open).
     fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -116,15 +140,25 @@ fn cpu_time_us(pid: u32) -> Option<u64> {
     (hz > 0).then(|| ticks * 1_000_000 / hz as u64)
 }
 
-/// CPU microseconds `pid` spent per request while `phase` ran `n` requests.
+/// CPU time of `pid` and its child processes (nginx's workers), in microseconds.
+fn cpu_time_tree_us(pid: u32) -> Option<u64> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .try_fold(cpu_time_us(pid)?, |sum, c| Some(sum + cpu_time_us(c)?))
+}
+
+/// CPU microseconds `pid` (with its children) spent per request while `phase` ran.
 async fn cpu_per_request<F: std::future::Future<Output = Sample>>(
     pid: u32,
     phase: F,
 ) -> (Sample, Option<f64>) {
-    let before = cpu_time_us(pid);
+    let before = cpu_time_tree_us(pid);
     let s = phase.await;
     let n = s.latencies_us.len() + s.errors;
-    let per = match (before, cpu_time_us(pid)) {
+    let per = match (before, cpu_time_tree_us(pid)) {
         (Some(a), Some(b)) if n > 0 => Some((b - a) as f64 / n as f64),
         _ => None,
     };
@@ -308,10 +342,31 @@ fn main() {
             "| mode | target | p50 µs | p90 µs | p99 µs | max µs | errors | closed-loop req/s |"
         );
         println!("|---|---|---:|---:|---:|---:|---:|---:|");
-        let pids = (mock.0.id(), deja_proc.0.id());
+        let mut proxies = vec![Proxy {
+            name: "deja",
+            url: through,
+            pid: deja_proc.0.id(),
+        }];
+        let nginx = args.nginx.as_deref().map(|bin| {
+            let (p, port) = start_nginx(bin, mock_port, args.deja_workers, &data);
+            proxies.push(Proxy {
+                name: "nginx (reference)",
+                url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+                pid: p.0.id(),
+            });
+            p
+        });
         for stream in [false, true] {
-            rt.block_on(proxy_rows(&client, &direct, &through, stream, &args, pids));
+            rt.block_on(proxy_rows(
+                &client,
+                &direct,
+                mock.0.id(),
+                &proxies,
+                stream,
+                &args,
+            ));
         }
+        drop(nginx);
         drop(deja_proc);
     }
     let (_cached, cached_port) = spawn_deja(true, "deja-bench-cached.log");
@@ -339,16 +394,67 @@ fn latency_row(mode: &str, target: &str, s: &Sample, closed_errors: usize, rps: 
     );
 }
 
-/// The same chat completion against the mock directly and through deja (cache off):
-/// open loop, then closed loop, then deja's added latency, its self-measured overhead
-/// and the CPU time each server process spent per open-loop request (`pids`: mock, deja).
+/// A proxy in front of the mock: deja, or the nginx reference.
+struct Proxy {
+    name: &'static str,
+    url: String,
+    pid: u32,
+}
+
+/// nginx as a reverse proxy to the mock, configured like deja on the proxy path:
+/// keep-alive connections upstream, TCP_NODELAY, responses passed on as they arrive
+/// (`proxy_buffering off`, for streaming), one access-log line per request (deja's
+/// request log), as many workers as deja's. What it adds over the mock is the price of
+/// one proxy hop on this machine, paid by a proxy that does no more than forward bytes.
+fn start_nginx(bin: &str, mock_port: u16, workers: usize, data: &std::path::Path) -> (Proc, u16) {
+    let dir = data.join("nginx");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let workers = match workers {
+        0 => "auto".to_owned(),
+        n => n.to_string(),
+    };
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\nworker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 8192; }}\n\
+         http {{\n  access_log {d}/access.log;\n\
+         client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+         upstream mock {{ server 127.0.0.1:{mock_port}; keepalive 256; }}\n\
+         server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    tcp_nodelay on;\n\
+         keepalive_requests 1000000;\n    location / {{\n      proxy_pass http://mock;\n\
+         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
+         proxy_buffering off;\n    }}\n  }}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let p = Proc(
+        Command::new(bin)
+            .arg("-c")
+            .arg(&path)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("--nginx: cannot start {bin}: {e}")),
+    );
+    wait_up(port, "/v1/models");
+    (p, port)
+}
+
+/// The same chat completion against the mock directly and through each proxy (deja with
+/// the cache off, and nginx if asked): open loop, then closed loop, then what each proxy
+/// adds, deja's self-measured overhead and the CPU time each server process (with its
+/// children) spent per open-loop request.
 async fn proxy_rows(
     client: &reqwest::Client,
     direct: &str,
-    through: &str,
+    mock_pid: u32,
+    proxies: &[Proxy],
     stream: bool,
     args: &Args,
-    pids: (u32, u32),
 ) {
     let body = serde_json::json!({
         "model": "gpt-4o-mini",
@@ -357,38 +463,40 @@ async fn proxy_rows(
     });
     let body = Arc::new(serde_json::to_vec(&body).unwrap());
     let mode = if stream { "streaming" } else { "non-streaming" };
-    // Warm both paths (connections, caches).
+    // Warm every path (connections, caches).
     open_loop(client, direct, body.clone(), args.rate, 1.0).await;
-    open_loop(client, through, body.clone(), args.rate, 1.0).await;
-    let (d, mock_cpu) = cpu_per_request(
-        pids.0,
-        open_loop(client, direct, body.clone(), args.rate, args.seconds),
-    )
-    .await;
-    let (t, deja_cpu) = cpu_per_request(
-        pids.1,
-        open_loop(client, through, body.clone(), args.rate, args.seconds),
-    )
-    .await;
-    let (d_rps, d_err) =
-        closed_loop(client, direct, body.clone(), args.concurrency, args.seconds).await;
-    let (t_rps, t_err) = closed_loop(
-        client,
-        through,
-        body.clone(),
-        args.concurrency,
-        args.seconds,
-    )
-    .await;
+    for p in proxies {
+        open_loop(client, &p.url, body.clone(), args.rate, 1.0).await;
+    }
+    let open = |url, pid| {
+        cpu_per_request(
+            pid,
+            open_loop(client, url, body.clone(), args.rate, args.seconds),
+        )
+    };
+    let (d, mock_cpu) = open(direct, mock_pid).await;
+    let mut through = Vec::new();
+    for p in proxies {
+        through.push(open(&p.url, p.pid).await);
+    }
+    let closed = |url| closed_loop(client, url, body.clone(), args.concurrency, args.seconds);
+    let (d_rps, d_err) = closed(direct).await;
     latency_row(mode, "mock direct", &d, d_err, d_rps);
-    latency_row(mode, "through deja", &t, t_err, t_rps);
-    let added = |p: f64| pct(&t.latencies_us, p) as i64 - pct(&d.latencies_us, p) as i64;
-    println!(
-        "| {mode} | **added by deja** | {} | {} | {} | | | |",
-        added(0.5),
-        added(0.9),
-        added(0.99)
-    );
+    for (p, (t, _)) in proxies.iter().zip(&through) {
+        let (t_rps, t_err) = closed(&p.url).await;
+        latency_row(mode, &format!("through {}", p.name), t, t_err, t_rps);
+    }
+    for (p, (t, _)) in proxies.iter().zip(&through) {
+        let added = |q: f64| pct(&t.latencies_us, q) as i64 - pct(&d.latencies_us, q) as i64;
+        println!(
+            "| {mode} | **added by {}** | {} | {} | {} | | | |",
+            p.name,
+            added(0.5),
+            added(0.9),
+            added(0.99)
+        );
+    }
+    let (t, _) = &through[0];
     println!(
         "| {mode} | deja self-measured (x-deja-overhead-us) | {} | {} | {} | {} | | |",
         pct(&t.overhead_us, 0.5),
@@ -397,10 +505,15 @@ async fn proxy_rows(
         t.overhead_us.last().copied().unwrap_or(0)
     );
     let show = |c: Option<f64>| c.map_or("n/a".to_owned(), |c| format!("{c:.0}"));
+    let cpu: Vec<String> = proxies
+        .iter()
+        .zip(&through)
+        .map(|(p, (_, c))| format!("{} {}", p.name, show(*c)))
+        .collect();
     println!(
-        "| {mode} | CPU µs per request (user+sys): mock {} alone, deja {} | | | | | | |",
+        "| {mode} | CPU µs per request (user+sys): mock {} alone, {} | | | | | | |",
         show(mock_cpu),
-        show(deja_cpu)
+        cpu.join(", ")
     );
 }
 
