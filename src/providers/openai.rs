@@ -22,10 +22,13 @@ impl ProviderAdapter for OpenAiAdapter {
             provider: lease.provider.clone(),
             message: format!("cannot encode request: {e}"),
         })?;
-        let url = format!("{}{}", lease.base_url, req.endpoint.path());
-        let mut b = lease
-            .client
-            .post(url)
+        let b = match lease.endpoint_url(req.endpoint) {
+            Some(url) => lease.client.post(url),
+            None => lease
+                .client
+                .post(format!("{}{}", lease.base_url, req.endpoint.path())),
+        };
+        let mut b = b
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         if req.stream {
