@@ -3,6 +3,7 @@
 //! log line does not wake that thread once per request ([`batch`]).
 
 pub mod batch;
+mod line;
 
 use crate::config::{LogFormat, TelemetryConfig};
 use tracing_subscriber::EnvFilter;
@@ -13,14 +14,17 @@ pub fn init(cfg: &TelemetryConfig) -> batch::BatchGuard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(terminal);
     let res = match cfg.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        // Colours for a terminal; the plain line (files, pipes, journald) written directly.
+        LogFormat::Text if terminal => builder.try_init(),
+        LogFormat::Text => builder.event_format(line::TextLine).try_init(),
     };
     if let Err(e) = res {
         eprintln!("logging already initialised: {e}");
