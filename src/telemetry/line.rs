@@ -122,8 +122,25 @@ impl Visit for Fields<'_, '_> {
         self.field(field, format_args!("{value}"));
     }
 
+    /// The error, then its causes as `name.sources=[...]` (the default format's way).
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.field(field, format_args!("{value}"));
+        let mut source = value.source();
+        if source.is_none() || self.result.is_err() {
+            return;
+        }
+        self.result = (|| {
+            write!(self.w, " {}.sources=[", field.name())?;
+            let mut first = true;
+            while let Some(e) = source {
+                if !std::mem::take(&mut first) {
+                    self.w.write_str(", ")?;
+                }
+                write!(Escaped::new(&mut *self.w), "{e}")?;
+                source = e.source();
+            }
+            self.w.write_char(']')
+        })();
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -243,6 +260,19 @@ mod tests {
         assert_eq!(q, r#"say \"hi\" \\ \t"#);
     }
 
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "wrapped: {}", self.0)
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
     #[test]
     fn event_line_matches_the_default_layout_and_escapes_values() {
         use std::sync::{Arc, Mutex};
@@ -269,14 +299,27 @@ mod tests {
             let span = tracing::info_span!("job", n = 3);
             let _g = span.enter();
             tracing::warn!(request_id = "r-1", status = 200u16, ok = true, model = %model, "request");
+            let inner = std::io::Error::other("disk\nfull");
+            let outer = Wrapped(std::io::Error::other(Wrapped(inner)));
+            tracing::error!(
+                error = &outer as &(dyn std::error::Error + 'static),
+                "failed"
+            );
         });
-        let line = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let (ts, rest) = line.split_at(27);
-        assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{line}");
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        let (ts, rest) = lines[0].split_at(27);
+        assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{out}");
         assert_eq!(
             rest,
             "  WARN job{n=3}: request request_id=\"r-1\" status=200 ok=true \
-             model=gpt\\n2026-01-01T00:00:00Z  INFO forged\n"
+             model=gpt\\n2026-01-01T00:00:00Z  INFO forged"
+        );
+        assert_eq!(
+            &lines[1][27..],
+            " ERROR job{n=3}: failed error=wrapped: wrapped: disk\\nfull \
+             error.sources=[wrapped: disk\\nfull, disk\\nfull]"
         );
     }
 }
