@@ -796,8 +796,10 @@ pub struct Lexicon {
     pub antonyms: HashSet<(&'static str, &'static str)>,
     /// inflected form -> base form
     pub irregular: HashMap<&'static str, &'static str>,
-    /// other real English words (WordNet lemmas in no table above)
-    pub words: HashSet<&'static str>,
+    /// every word [`Lexicon::is_word`] knows (WordNet lemmas, irregular forms, filler
+    /// words) in one set: one lookup, as spelling correction tries hundreds of strings
+    /// per misspelt word
+    known: HashSet<&'static str>,
 }
 
 fn data_lines(s: &'static str) -> impl Iterator<Item = &'static str> {
@@ -808,10 +810,7 @@ fn data_lines(s: &'static str) -> impl Iterator<Item = &'static str> {
 impl Lexicon {
     /// A real English word (any WordNet lemma, irregular form or filler word).
     pub fn is_word(&self, w: &str) -> bool {
-        self.synonyms.contains_key(w)
-            || self.irregular.contains_key(w)
-            || self.words.contains(w)
-            || self.filler.contains(w)
+        self.known.contains(w)
     }
 
     pub fn build() -> Self {
@@ -837,6 +836,16 @@ impl Lexicon {
         for (a, b) in data_lines(WN_IRREGULAR).filter_map(|l| l.split_once(' ')) {
             irregular.entry(a).or_insert(b);
         }
+        let words: HashSet<&'static str> = data_lines(WN_WORDS)
+            .flat_map(str::split_whitespace)
+            .collect();
+        let known = synonyms
+            .keys()
+            .chain(irregular.keys())
+            .chain(&words)
+            .chain(FILLER)
+            .copied()
+            .collect();
         Lexicon {
             negators: NEGATORS.iter().copied().collect(),
             filler: FILLER.iter().copied().collect(),
@@ -853,9 +862,7 @@ impl Lexicon {
             synonyms,
             antonyms,
             irregular,
-            words: data_lines(WN_WORDS)
-                .flat_map(str::split_whitespace)
-                .collect(),
+            known,
         }
     }
 }

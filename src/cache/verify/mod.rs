@@ -10,10 +10,13 @@
 //! How it works:
 //! 1. Both texts are normalised (case, accents, quotes, contractions: "isn't" -> "is not")
 //!    and tokenised; each word gets its candidate base forms (light lemmatiser + WordNet
-//!    irregular forms) and numbers get values ("twenty five" = "25").
+//!    irregular forms) and numbers get values ("twenty five" = "25"). An unknown
+//!    lowercase word one typing slip from a single plausible known word is read as that
+//!    word ("becoimng" -> "becoming"; `text::correct`), so a misspelling neither hides
+//!    the word that changes the meaning nor adds a second place of difference.
 //! 2. The word sequences are aligned (longest common subsequence). Two words align when
 //!    they share a base form, are WordNet synonyms, or one is a misspelling of the other
-//!    (edit distance 1-2 where at least one of them is not a known word).
+//!    (edit distance 1-2, from four letters, where at least one is not a known word).
 //! 3. What is left unaligned is classified with closed-class lexicons (`lexicon.rs`):
 //!    - numbers, units and dates must match;
 //!    - polarity: negators plus antonym swaps (WordNet antonyms plus graded opposites it
@@ -386,8 +389,11 @@ impl Verifier {
             return false;
         }
         let (a, b) = (x.norm.as_str(), y.norm.as_str());
+        // four letters: any one slip ("maet" / "meat", "ricw" / "rice", "lver" /
+        // "liver"), typos that a correction leaves as written when one edit reaches
+        // several real words
         let (la, lb) = (a.chars().count(), b.chars().count());
-        if la.min(lb) < 5
+        if la.min(lb) < 4
             || la.abs_diff(lb) > 2
             || !a.chars().all(char::is_alphabetic)
             || !b.chars().all(char::is_alphabetic)

@@ -737,3 +737,69 @@ fn yes_no_question_tense_refused_wh_question_tense_left_to_threshold() {
         "Why is my transfer rejected?",
     );
 }
+
+#[test]
+fn a_misspelling_does_not_hide_the_difference_that_matters() {
+    let v = balanced();
+    // the word that changes the meaning is itself misspelt (letters swapped, missing,
+    // doubled, wrong)
+    for request in [
+        "Is Kevin Perez becoimng an accountant?",
+        "Is Kevin Perez becomig an accountant?",
+        "Is Kevin Perez becomming an accountant?",
+        "Is Kevin Perez becominh an accountant?",
+    ] {
+        refuses(
+            v,
+            "Is Kevin Perez an accountant?",
+            request,
+            RefusalReason::AddedModifier,
+        );
+    }
+    // a misspelling elsewhere would be a second place of difference hiding the first
+    refuses(
+        v,
+        "Can I feed my owl tuna?",
+        "Can I feed my goat utna?",
+        RefusalReason::Entity,
+    );
+    refuses(
+        v,
+        "Can I feed my squirrel meat?",
+        "Can I feed my dog maet?",
+        RefusalReason::Entity,
+    );
+    refuses(
+        v,
+        "Did Jordan like the paper?",
+        "Was Jordan likde by the paper?",
+        RefusalReason::RoleSwap,
+    );
+    // ... and the same misspellings in a true duplicate are still served
+    accepts(
+        v,
+        "Is Kevin Perez becoming an accountant?",
+        "Is Kevin Perez becomming an accountant?",
+    );
+    accepts(v, "Can I feed my goat tuna?", "Can I feed my goat utna?");
+}
+
+#[test]
+fn corrections_take_the_one_plausible_word_or_none() {
+    let lex = Lexicon::build();
+    let c = |w: &str| text::correct(w, &lex);
+    assert_eq!(c("becoimng").as_deref(), Some("becoming"));
+    assert_eq!(c("likde").as_deref(), Some("liked"));
+    // a listed word beats an inflection of a rare one ("feded" from "fed")
+    assert_eq!(c("feedd").as_deref(), Some("feed"));
+    // the clearly commoner base among inflections ("becking", "decoing")
+    assert_eq!(c("becoing").as_deref(), Some("becoming"));
+    // ambiguous: left as written
+    assert_eq!(c("maet"), None);
+    // real words, inflected ones and comparatives are never corrected
+    assert_eq!(c("driest"), None);
+    assert_eq!(c("needed"), None);
+    // words written with capitals are names: the tokenizer keeps them as written
+    let t = text::tokenize("Is yRan Robinson here?", &lex, 10);
+    assert_eq!(t[1].norm, "yran");
+}

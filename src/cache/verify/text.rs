@@ -40,24 +40,23 @@ fn fold_char(c: char) -> char {
     }
 }
 
-/// Split into raw words: (text, capitalised-not-initial). Letters/digits with inner
+/// Split into raw words: (text, capitalised-not-initial, any capital letter). Letters/digits with inner
 /// apostrophes and inner `.`/`,` between digits form a word; currency, `%` and other
 /// symbols (emoji) are single-character words; everything else separates.
-fn raw_words(text: &str, max_words: usize) -> Vec<(String, bool)> {
-    let mut out: Vec<(String, bool)> = Vec::new();
-    let mut cur = String::new();
-    let mut cur_cap = false;
+fn raw_words(text: &str, max_words: usize) -> Vec<(String, bool, bool)> {
+    let mut out: Vec<(String, bool, bool)> = Vec::new();
+    // the word being read: text, starts with a capital, has a capital anywhere
+    let mut cur = (String::new(), false, false);
     let chars: Vec<char> = text.chars().take(max_words.saturating_mul(24)).collect();
     let mut first_word = true;
     let flush =
-        |cur: &mut String, cap: &mut bool, out: &mut Vec<(String, bool)>, first: &mut bool| {
-            let w = cur.trim_matches('\'').to_string();
+        |cur: &mut (String, bool, bool), out: &mut Vec<(String, bool, bool)>, first: &mut bool| {
+            let w = cur.0.trim_matches('\'').to_string();
             if !w.is_empty() {
-                out.push((w, *cap && !*first));
+                out.push((w, cur.1 && !*first, cur.2));
                 *first = false;
             }
-            cur.clear();
-            *cap = false;
+            *cur = (String::new(), false, false);
         };
     for (i, &c0) in chars.iter().enumerate() {
         if out.len() >= max_words {
@@ -65,24 +64,25 @@ fn raw_words(text: &str, max_words: usize) -> Vec<(String, bool)> {
         }
         let c = fold_char(c0);
         if c.is_alphanumeric() {
-            if cur.is_empty() && c.is_uppercase() {
-                cur_cap = true;
+            if cur.0.is_empty() && c.is_uppercase() {
+                cur.1 = true;
             }
-            cur.extend(c.to_lowercase().map(fold_char));
+            cur.2 |= c.is_uppercase();
+            cur.0.extend(c.to_lowercase().map(fold_char));
         } else if c == '\''
-            && !cur.is_empty()
+            && !cur.0.is_empty()
             && chars.get(i + 1).is_some_and(|n| n.is_alphabetic())
         {
-            cur.push('\'');
+            cur.0.push('\'');
         } else if (c == '.' || c == ',')
-            && cur.chars().last().is_some_and(|p| p.is_ascii_digit())
+            && cur.0.chars().last().is_some_and(|p| p.is_ascii_digit())
             && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit())
         {
             if c == '.' {
-                cur.push('.');
+                cur.0.push('.');
             }
         } else {
-            flush(&mut cur, &mut cur_cap, &mut out, &mut first_word);
+            flush(&mut cur, &mut out, &mut first_word);
             // a capital after a sentence end is not evidence of a proper noun
             if matches!(c, '.' | '!' | '?' | ':' | ';' | '(' | '"') {
                 first_word = true;
@@ -99,12 +99,12 @@ fn raw_words(text: &str, max_words: usize) -> Vec<(String, bool)> {
                     '&' => "and".to_string(),
                     _ => c.to_string(),
                 };
-                out.push((s, false));
+                out.push((s, false, false));
                 first_word = false;
             }
         }
     }
-    flush(&mut cur, &mut cur_cap, &mut out, &mut first_word);
+    flush(&mut cur, &mut out, &mut first_word);
     out.truncate(max_words);
     out
 }
@@ -289,32 +289,180 @@ fn parse_digits(w: &str) -> Option<String> {
     }
 }
 
+fn is_closed(w: &str, lex: &Lexicon) -> bool {
+    lex.pronouns.contains_key(w)
+        || lex.negators.contains(w)
+        || lex.order.contains_key(w)
+        || lex.wh.contains_key(w)
+        || lex.units.contains_key(w)
+}
+
+/// The token of a known (corrected) word.
+fn word_token(w: String, lex: &Lexicon) -> Token {
+    let forms = forms(&w, lex);
+    Token {
+        syn: synonym_groups(&forms, lex),
+        closed: is_closed(&w, lex),
+        known: true,
+        cap: false,
+        forms,
+        number: None,
+        norm: w,
+    }
+}
+
+/// WordNet synonym group ids of any of `forms`, sorted.
+fn synonym_groups(forms: &[String], lex: &Lexicon) -> Vec<u32> {
+    let mut syn: Vec<u32> = forms
+        .iter()
+        .filter_map(|f| lex.synonyms.get(f.as_str()))
+        .flatten()
+        .copied()
+        .collect();
+    syn.sort_unstable();
+    syn.dedup();
+    syn
+}
+
+/// Longest word a correction is tried for (longer unknown words are names, codes, URLs).
+const MAX_CORRECTED_LEN: usize = 14;
+
+/// How plausible `w` is as a word: `(2, senses)` for a WordNet lemma or listed word,
+/// `(1, senses)` for a regular inflection of one ("becoming", "driest"), `(0, 0)` for
+/// none.
+/// `senses` (WordNet synonym groups of its base) stands in for frequency: common words
+/// have many senses (meaning-frequency law), rare ones few ("besom").
+fn word_rank(w: &str, lex: &Lexicon) -> (u8, usize) {
+    let senses = |f: &str| lex.synonyms.get(f).map_or(1, Vec::len);
+    if lex.is_word(w) {
+        return (2, senses(w));
+    }
+    // most strings tried by `correct` carry no inflection: skip building their forms
+    if !["s", "ed", "ing", "ly", "er", "est"]
+        .iter()
+        .any(|suffix| w.ends_with(suffix))
+    {
+        return (0, 0);
+    }
+    let bases = forms(w, lex)
+        .into_iter()
+        .chain(degree_bases(w, "er"))
+        .chain(degree_bases(w, "est"));
+    // a suffix on an irregular inflection is no word: "feded" is not "fed" + -ed
+    bases
+        .filter(|b| lex.is_word(b) && !lex.irregular.contains_key(b.as_str()))
+        .map(|b| (1, senses(&b)))
+        .max()
+        .unwrap_or((0, 0))
+}
+
+/// Shortest misspelling corrected for a missing, extra or wrong letter: shorter words
+/// are one such edit from too many others.
+const MIN_EDIT_CORRECTED_LEN: usize = 5;
+
+/// The known word a misspelt lowercase word most plausibly stands for, one typing slip
+/// away: two adjacent letters swapped ("becoimng", "likde" -> "liked", not "like"), or,
+/// when no swap gives a word, from five letters on, one letter missing, doubled or
+/// wrong ("becming", "becomming", "becominh"). A listed word beats
+/// an inflection ("feedd" -> "feed", not "feded" from "fed"); among inflections, one
+/// whose base has at least twice the senses of every other ("becoing" -> "becoming",
+/// not "becking"). `None` when nothing is that clear ("maet": "meat" or "mate"): an
+/// ambiguous misspelling is left as written, and the alignment still pairs it with the
+/// word it stands for when the other text has that word.
+pub fn correct(w: &str, lex: &Lexicon) -> Option<String> {
+    let n = w.len();
+    if !(4..=MAX_CORRECTED_LEN).contains(&n)
+        || !w.bytes().all(|c| c.is_ascii_lowercase())
+        || word_rank(w, lex).0 > 0
+    {
+        return None;
+    }
+    // candidates by rank: (tier, senses, word)
+    let mut found: Vec<(u8, usize, String)> = Vec::new();
+    let consider = |cand: &[u8], found: &mut Vec<(u8, usize, String)>| {
+        let Ok(c) = std::str::from_utf8(cand) else {
+            return;
+        };
+        if found.iter().any(|(_, _, f)| f == c) {
+            return;
+        }
+        let (tier, senses) = word_rank(c, lex);
+        if tier > 0 {
+            found.push((tier, senses, c.to_owned()));
+        }
+    };
+    let b = w.as_bytes();
+    let mut cand = b.to_vec();
+    for i in 0..n - 1 {
+        if b[i] != b[i + 1] {
+            cand.swap(i, i + 1);
+            consider(&cand, &mut found);
+            cand.swap(i, i + 1);
+        }
+    }
+    // a swap found is the answer (or an ambiguity); other slips only when none is
+    if found.is_empty() && n >= MIN_EDIT_CORRECTED_LEN {
+        for i in 0..=n {
+            for c in b'a'..=b'z' {
+                // a missing letter
+                cand.clear();
+                cand.extend_from_slice(&b[..i]);
+                cand.push(c);
+                cand.extend_from_slice(&b[i..]);
+                consider(&cand, &mut found);
+                // a wrong letter
+                if i < n && c != b[i] {
+                    cand.clear();
+                    cand.extend_from_slice(b);
+                    cand[i] = c;
+                    consider(&cand, &mut found);
+                }
+            }
+            // an extra letter
+            if i < n {
+                cand.clear();
+                cand.extend_from_slice(&b[..i]);
+                cand.extend_from_slice(&b[i + 1..]);
+                consider(&cand, &mut found);
+            }
+        }
+    }
+    let tier = found.iter().map(|f| f.0).max()?;
+    let mut best: Vec<&(u8, usize, String)> = found.iter().filter(|f| f.0 == tier).collect();
+    best.sort_by_key(|f| std::cmp::Reverse(f.1));
+    match best.as_slice() {
+        [one] => Some(one.2.clone()),
+        // inflections: the clearly commonest base; listed words: only a unique one
+        [first, second, ..] if tier == 1 && first.1 >= 2 * second.1.max(1) => Some(first.2.clone()),
+        _ => None,
+    }
+}
+
 /// Tokenise and normalise a question. At most `max_words` tokens are kept.
 pub fn tokenize(text: &str, lex: &Lexicon, max_words: usize) -> Vec<Token> {
     let raw = raw_words(text, max_words);
     let mut toks: Vec<Token> = Vec::with_capacity(raw.len() + 4);
     let mut buf = Vec::with_capacity(3);
-    for (w, cap) in raw {
+    for (w, cap, upper) in raw {
         buf.clear();
         expand(&w, &mut buf);
         for (i, s) in buf.drain(..).enumerate() {
             let number = parse_digits(&s);
             let forms = forms(&s, lex);
-            let mut syn: Vec<u32> = forms
-                .iter()
-                .filter_map(|f| lex.synonyms.get(f.as_str()))
-                .flatten()
-                .copied()
-                .collect();
-            syn.sort_unstable();
-            syn.dedup();
+            let syn = synonym_groups(&forms, lex);
             let known = forms.iter().any(|f| lex.is_word(f));
-            let w = s.as_str();
-            let closed = lex.pronouns.contains_key(w)
-                || lex.negators.contains(w)
-                || lex.order.contains_key(w)
-                || lex.wh.contains_key(w)
-                || lex.units.contains_key(w);
+            let closed = is_closed(&s, lex);
+            // A misspelt word ("becoimng", "utna") would otherwise be an unknown word
+            // the checks cannot read, and a second place of difference that hides the
+            // real one: read it as the one known word it is a single edit from. Not
+            // for words written with a capital ("Keivn", "yRan"): names, whose
+            // misspellings would read as common words ("yarn").
+            if !known && !closed && !upper && number.is_none() {
+                if let Some(c) = correct(&s, lex) {
+                    toks.push(word_token(c, lex));
+                    continue;
+                }
+            }
             toks.push(Token {
                 cap: cap && i == 0,
                 forms,
