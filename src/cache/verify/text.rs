@@ -40,9 +40,10 @@ fn fold_char(c: char) -> char {
     }
 }
 
-/// Split into raw words: (text, capitalised-not-initial, any capital letter). Letters/digits with inner
-/// apostrophes and inner `.`/`,` between digits form a word; currency, `%` and other
-/// symbols (emoji) are single-character words; everything else separates.
+/// Split into raw words: (text, capitalised-not-initial, any capital letter).
+/// Letters/digits with inner apostrophes and inner `.`/`,` between digits form a word;
+/// currency, `%` and other symbols (emoji) are single-character words; everything else
+/// separates.
 fn raw_words(text: &str, max_words: usize) -> Vec<(String, bool, bool)> {
     let mut out: Vec<(String, bool, bool)> = Vec::new();
     // the word being read: text, starts with a capital, has a capital anywhere
@@ -449,7 +450,6 @@ pub fn tokenize(text: &str, lex: &Lexicon, max_words: usize) -> Vec<Token> {
         for (i, s) in buf.drain(..).enumerate() {
             let number = parse_digits(&s);
             let forms = forms(&s, lex);
-            let syn = synonym_groups(&forms, lex);
             let known = forms.iter().any(|f| lex.is_word(f));
             let closed = is_closed(&s, lex);
             // A misspelt word ("becoimng", "utna") would otherwise be an unknown word
@@ -465,10 +465,10 @@ pub fn tokenize(text: &str, lex: &Lexicon, max_words: usize) -> Vec<Token> {
             }
             toks.push(Token {
                 cap: cap && i == 0,
+                syn: synonym_groups(&forms, lex),
                 forms,
                 number,
                 norm: s,
-                syn,
                 known,
                 closed,
             });
