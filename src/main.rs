@@ -53,6 +53,10 @@ enum Command {
         /// At most this many pairs (after --every).
         #[arg(long)]
         limit: Option<usize>,
+        /// Write the non-duplicate pairs that were served (JSON lines, at the lowest
+        /// threshold) to this file.
+        #[arg(long)]
+        wrong: Option<PathBuf>,
         #[command(flatten)]
         eval: EvalArgs,
     },
@@ -187,6 +191,7 @@ fn main() -> anyhow::Result<()> {
             shared,
             every,
             limit,
+            wrong,
             eval,
         } => {
             let mut pairs = deja::eval::read_pairs(&file)?;
@@ -199,7 +204,12 @@ fn main() -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            let reports = rt.block_on(deja::eval::eval_pairs(&pairs, shared, &opts))?;
+            let reports = rt.block_on(deja::eval::eval_pairs(
+                &pairs,
+                shared,
+                &opts,
+                wrong.as_deref(),
+            ))?;
             if eval.json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
             } else {

@@ -298,11 +298,13 @@ pub struct PairReport {
 }
 
 /// For each pair store q1 and look q2 up: isolated per pair (a namespace each), or with
-/// `shared`, every q1 in one cache.
+/// `shared`, every q1 in one cache. `wrong`: write each non-duplicate pair served at the
+/// lowest threshold as a JSON line (q1, q2, group, similarity).
 pub async fn eval_pairs(
     pairs: &[Pair],
     shared: bool,
     opts: &EvalOptions,
+    wrong: Option<&Path>,
 ) -> anyhow::Result<Vec<PairReport>> {
     let bench = Bench::start(opts)?;
     let ns = |i: usize| {
@@ -340,18 +342,37 @@ pub async fn eval_pairs(
             opts.concurrency,
         )
         .await?;
+    // Isolated: each pair's own entry. Shared: the entry stored for q1's text.
+    let q1_ids: Vec<Option<u64>> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if shared {
+                by_text.get(p.q1.as_str()).copied()
+            } else {
+                stored[i]
+            }
+        })
+        .collect();
+    let served_q1 = |i: usize, t: f32| q1_ids[i].is_some() && served[i].at(t) == q1_ids[i];
+    if let Some(path) = wrong {
+        let mut out = String::new();
+        for (i, p) in pairs.iter().enumerate() {
+            if !p.duplicate && served_q1(i, floor) {
+                let line = json!({"q1": p.q1, "q2": p.q2, "group": p.group,
+                                  "similarity": served[i].similarity});
+                out.push_str(&line.to_string());
+                out.push('\n');
+            }
+        }
+        std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let mut reports = Vec::new();
     for &t in &opts.thresholds {
         let mut overall = PairStats::default();
         let mut groups: BTreeMap<String, PairStats> = BTreeMap::new();
-        for (i, (p, s)) in pairs.iter().zip(&served).enumerate() {
-            // Isolated: this pair's own entry. Shared: the entry stored for q1's text.
-            let q1_id = if shared {
-                by_text.get(p.q1.as_str()).copied()
-            } else {
-                stored[i]
-            };
-            let hit = q1_id.is_some() && s.at(t) == q1_id;
+        for (i, p) in pairs.iter().enumerate() {
+            let hit = served_q1(i, t);
             for st in [&mut overall, groups.entry(p.group.clone()).or_default()] {
                 st.pairs += 1;
                 if p.duplicate {
