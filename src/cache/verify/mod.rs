@@ -193,6 +193,43 @@ const CLOSE_OVERLAP: f32 = 0.75;
 /// shared: a swap exchanges the places of the same words.
 const ROLE_OVERLAP: f32 = 0.9;
 
+/// Relations that hold both ways: their two sides may swap ("is A married to B").
+const SYMMETRIC: &[&str] = &[
+    "married",
+    "marry",
+    "wed",
+    "engaged",
+    "divorced",
+    "divorce",
+    "related",
+    "friends",
+    "friend",
+    "neighbours",
+    "neighbors",
+    "neighbour",
+    "neighbor",
+    "relationship",
+    "dating",
+    "siblings",
+    "sibling",
+    "cousins",
+    "cousin",
+    "partners",
+    "roommates",
+    "teammates",
+    "colleagues",
+    "classmates",
+    "similar",
+    "identical",
+    "same",
+    "different",
+    "equal",
+    "equivalent",
+    "compatible",
+    "meet",
+    "met",
+];
+
 /// The verifier. Build once (lexicons are compiled in `new`) and share.
 pub struct Verifier {
     strictness: Strictness,
@@ -331,7 +368,11 @@ impl Verifier {
 
     fn is_content(&self, t: &Token) -> bool {
         let w = t.norm.as_str();
-        !(t.forms.iter().any(|f| self.lex.filler.contains(f.as_str()))
+        // a misspelling that may be a filler word ("wnted": wanted) counts as one
+        !(t.forms
+            .iter()
+            .chain(&t.readings)
+            .any(|f| self.lex.filler.contains(f.as_str()))
             || self.lex.pronouns.contains_key(w)
             || self.lex.negators.contains(w)
             || self.lex.wh.contains_key(w)
@@ -378,6 +419,8 @@ impl Verifier {
         // a shared base form, or (open-class words only) a shared synonym group or a
         // misspelling; then an antonym pair is never the same word
         let positive = x.forms.iter().any(|f| y.forms.contains(f))
+            || x.readings.iter().any(|f| y.forms.contains(f))
+            || y.readings.iter().any(|f| x.forms.contains(f))
             || (!x.closed && !y.closed && (sorted_overlap(&x.syn, &y.syn) || self.typo(x, y)));
         positive && !self.antonyms(x, y)
     }
@@ -579,14 +622,19 @@ impl Verifier {
         // a lone negator is evidence when it negates something both texts share
         // ("is it [not] safe"); when the negated word itself differs too ("not correct"
         // vs "wrong", "don't have" vs "out of") the wording changed, not necessarily
-        // the meaning, and balanced leaves it to the threshold
+        // the meaning, and balanced leaves it to the threshold. A negator that ends its
+        // text negates something left unsaid ("a person who is not ___?"), which is
+        // evidence too, unless it offers the alternative ("should I go or not?").
         let scoped = || {
             let (ts, other) = if na > nb { (p.a, p.b) } else { (p.b, p.a) };
             ts.iter().enumerate().any(|(i, t)| {
                 self.lex.negators.contains(t.norm.as_str())
-                    && (i + 1..ts.len())
+                    && match (i + 1..ts.len())
                         .find(|&k| !matches!(ts[k].norm.as_str(), "a" | "an" | "the"))
-                        .is_some_and(|k| other.iter().any(|o| self.same_word(&ts[k], o)))
+                    {
+                        Some(k) => other.iter().any(|o| self.same_word(&ts[k], o)),
+                        None => i > 0 && ts[i - 1].norm != "or",
+                    }
             })
         };
         let flip_here = flips.iter().any(|&(i, j)| same_block(p, i, j)) || self.close(p);
@@ -943,6 +991,7 @@ impl Verifier {
                     || ta
                         .forms
                         .iter()
+                        .chain(&ta.readings)
                         .any(|f| self.lex.filler.contains(f.as_str()))
                     || self.lex.order.contains_key(ta.norm.as_str()))
             {
@@ -982,9 +1031,13 @@ impl Verifier {
                 // swapped pair: is there a pivot between them on both sides?
                 let (lo_a, hi_a) = (xa.min(ya), xa.max(ya));
                 let (lo_b, hi_b) = (xb.min(yb), xb.max(yb));
-                let pivot = items
-                    .iter()
-                    .find(|&&(pa, pb, _)| pa > lo_a && pa < hi_a && pb > lo_b && pb < hi_b);
+                let between = |&&(pa, pb, _): &&(usize, usize, bool)| {
+                    pa > lo_a && pa < hi_a && pb > lo_b && pb < hi_b
+                };
+                if self.symmetric_relation(p, &a, &b, &items, (hi_a, hi_b), between) {
+                    continue;
+                }
+                let pivot = items.iter().find(between);
                 if let Some(&(pa, _, _)) = pivot {
                     let wx = &p.a[a[xa]].norm;
                     let wy = &p.a[a[ya]].norm;
@@ -1004,6 +1057,35 @@ impl Verifier {
         None
     }
 
+    /// Whether the shared words between two swapped ones (`between`) state a symmetric
+    /// relation ("is A married to B" is "is B married to A", as are "friends with",
+    /// "related to", "the same as") that the second of them ends (`hi`: its positions
+    /// in `a` and `b`; in "married to B's brother" the relation is not A's and B's).
+    fn symmetric_relation(
+        &self,
+        p: &Pair,
+        a: &[usize],
+        b: &[usize],
+        items: &[(usize, usize, bool)],
+        hi: (usize, usize),
+        between: impl Fn(&&(usize, usize, bool)) -> bool,
+    ) -> bool {
+        let symmetric = |t: &Token| t.forms.iter().any(|f| SYMMETRIC.contains(&f.as_str()));
+        let pivots: Vec<&Token> = items
+            .iter()
+            .filter(between)
+            .map(|&(pa, _, _)| &p.a[a[pa]])
+            .collect();
+        let relation = pivots.iter().any(|t| symmetric(t))
+            && pivots
+                .iter()
+                .all(|t| symmetric(t) || matches!(t.norm.as_str(), "to" | "with" | "from" | "as"));
+        let ends = |ts: &[Token], order: &[usize], hi: usize| {
+            order[hi + 1..].iter().all(|&k| !self.is_content(&ts[k]))
+        };
+        relation && ends(p.a, a, hi.0) && ends(p.b, b, hi.1)
+    }
+
     /// Token indices in "active" order: for a passive with a by-agent
     /// ("[was] X verb-ed by Y"), the agent Y is moved before X.
     fn role_order(&self, ts: &[Token]) -> Vec<usize> {
@@ -1015,10 +1097,15 @@ impl Verifier {
             return idx;
         }
         let verb = by - 1;
-        let v = &ts[verb].norm;
-        let participle = v.ends_with("ed")
-            || v.ends_with("en")
-            || ts[verb].forms.len() > 1 && self.lex.irregular.contains_key(v.as_str());
+        // a misspelt verb is a participle when one of its readings is ("wnted", "foynd")
+        let participle = std::iter::once(&ts[verb].norm)
+            .chain(&ts[verb].readings)
+            .any(|v| {
+                v.ends_with("ed")
+                    || v.ends_with("en")
+                    || (v != &ts[verb].norm || ts[verb].forms.len() > 1)
+                        && self.lex.irregular.contains_key(v.as_str())
+            });
         let Some(be) = ts[..verb]
             .iter()
             .rposition(|t| self.lex.be_forms.contains(t.norm.as_str()))
@@ -1111,10 +1198,9 @@ impl Verifier {
             if !strict_broad && self.strictness != Strictness::Strict {
                 // a change-of-state copula ("is X" vs "is becoming X") always restricts
                 let change = ix.iter().any(|&i| {
-                    matches!(
-                        ts[i].norm.as_str(),
-                        "become" | "becomes" | "becoming" | "became"
-                    )
+                    std::iter::once(&ts[i].norm)
+                        .chain(&ts[i].readings)
+                        .any(|w| matches!(w.as_str(), "become" | "becomes" | "becoming" | "became"))
                 });
                 // a pre-nominal modifier sits right before its (shared) head word; a word
                 // followed by an article or anything unshared is a verb or an adverb

@@ -803,3 +803,96 @@ fn corrections_take_the_one_plausible_word_or_none() {
     let t = text::tokenize("Is yRan Robinson here?", &lex, 10);
     assert_eq!(t[1].norm, "yran");
 }
+
+#[test]
+fn a_negator_ending_the_question_negates_what_it_leaves_unsaid() {
+    let v = balanced();
+    refuses(
+        v,
+        "How can I become a ___ person?",
+        "How can I become a person who is not ___?",
+        RefusalReason::Negation,
+    );
+    refuses(
+        v,
+        "Is my order eligible for a refund?",
+        "Is my order eligible for a refund or is it not?",
+        RefusalReason::Negation,
+    );
+    // "or not" offers the alternative: the same yes/no question
+    accepts(
+        v,
+        "Should I renew my passport early?",
+        "Should I renew my passport early or not?",
+    );
+}
+
+#[test]
+fn a_symmetric_relation_may_swap_its_sides() {
+    let v = balanced();
+    accepts(v, "Is Emma married to James?", "Is James married to Emma?");
+    accepts(
+        v,
+        "Is Laura friends with Omar?",
+        "Is Omar friends with Laura?",
+    );
+    accepts(v, "Did Emma meet James?", "Did James meet Emma?");
+    // asymmetric relations, and symmetric ones whose sides are not the two swapped
+    for (a, b) in [
+        ("Is Emma proud of James?", "Is James proud of Emma?"),
+        (
+            "Is Emma married to James's brother?",
+            "Is James married to Emma's brother?",
+        ),
+        (
+            "Is Emma married to the brother of James?",
+            "Is James married to the brother of Emma?",
+        ),
+    ] {
+        refuses(v, a, b, RefusalReason::RoleSwap);
+    }
+}
+
+#[test]
+fn an_ambiguous_misspelling_is_read_as_any_of_its_words() {
+    let v = balanced();
+    let lex = Lexicon::build();
+    // "wnted": wanted or wonted; "wated": a slip from too many words to say
+    let t = text::tokenize("wnted wated", &lex, 5);
+    assert!(
+        t[0].readings.contains(&"want".to_string()),
+        "{:?}",
+        t[0].readings
+    );
+    assert!(t[1].readings.is_empty(), "{:?}", t[1].readings);
+    // a wrong active/passive swap whose participle is misspelt is still a swap
+    for (a, b) in [
+        (
+            "Did Zachary want the newspaper?",
+            "Was Zachary wnted by the newspaper?",
+        ),
+        (
+            "Did Nicole find the factory?",
+            "Was Nicole foynd by the factory?",
+        ),
+        (
+            "Did Jessica destroy the house?",
+            "Was Jessica destroye by the house?",
+        ),
+    ] {
+        refuses(v, a, b, RefusalReason::RoleSwap);
+    }
+    // "becming" (becoming or beaming) may be the change of state
+    refuses(
+        v,
+        "Is Hannah Adams an academic?",
+        "Is Hannah Adams becming an academic?",
+        RefusalReason::AddedModifier,
+    );
+    // and the right reading still pairs with the word it stands for
+    accepts(
+        v,
+        "Was the newspaper wanted by Zachary?",
+        "Was the newspaper wnted by Zachary?",
+    );
+}

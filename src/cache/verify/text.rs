@@ -21,6 +21,9 @@ pub struct Token {
     /// closed-class word (pronoun, negator, order word, question word, unit): matches
     /// only itself
     pub closed: bool,
+    /// a misspelling that one slip reads as several known words ("wnted": wanted,
+    /// wonted): their base forms, any of which may be the word meant
+    pub readings: Vec<String>,
 }
 
 fn fold_char(c: char) -> char {
@@ -309,6 +312,7 @@ fn word_token(w: String, lex: &Lexicon) -> Token {
         forms,
         number: None,
         norm: w,
+        readings: Vec::new(),
     }
 }
 
@@ -357,6 +361,9 @@ fn word_rank(w: &str, lex: &Lexicon) -> (u8, usize) {
         .unwrap_or((0, 0))
 }
 
+/// Most readings kept for an ambiguous misspelling.
+const MAX_READINGS: usize = 6;
+
 /// Shortest misspelling corrected for a missing, extra or wrong letter: shorter words
 /// are one such edit from too many others.
 const MIN_EDIT_CORRECTED_LEN: usize = 5;
@@ -370,13 +377,20 @@ const MIN_EDIT_CORRECTED_LEN: usize = 5;
 /// not "becking"). `None` when nothing is that clear ("maet": "meat" or "mate"): an
 /// ambiguous misspelling is left as written, and the alignment still pairs it with the
 /// word it stands for when the other text has that word.
+#[cfg(test)] // the tokenizer chooses from `slips` itself
 pub fn correct(w: &str, lex: &Lexicon) -> Option<String> {
+    choose(slips(w, lex))
+}
+
+/// The known words one typing slip from `w` (as [`correct`] tries them), each with its
+/// rank: `(tier, senses, word)`. Empty for a known word or one outside the lengths tried.
+fn slips(w: &str, lex: &Lexicon) -> Vec<(u8, usize, String)> {
     let n = w.len();
     if !(4..=MAX_CORRECTED_LEN).contains(&n)
         || !w.bytes().all(|c| c.is_ascii_lowercase())
         || word_rank(w, lex).0 > 0
     {
-        return None;
+        return Vec::new();
     }
     // candidates by rank: (tier, senses, word)
     let mut found: Vec<(u8, usize, String)> = Vec::new();
@@ -428,6 +442,11 @@ pub fn correct(w: &str, lex: &Lexicon) -> Option<String> {
             }
         }
     }
+    found
+}
+
+/// The one plausible word among `found` (see [`correct`]), if there is one.
+fn choose(found: Vec<(u8, usize, String)>) -> Option<String> {
     let tier = found.iter().map(|f| f.0).max()?;
     let mut best: Vec<&(u8, usize, String)> = found.iter().filter(|f| f.0 == tier).collect();
     best.sort_by_key(|f| std::cmp::Reverse(f.1));
@@ -457,13 +476,37 @@ pub fn tokenize(text: &str, lex: &Lexicon, max_words: usize) -> Vec<Token> {
             // real one: read it as the one known word it is a single edit from. Not
             // for words written with a capital ("Keivn", "yRan"): names, whose
             // misspellings would read as common words ("yarn").
+            // A slip that reads as several words keeps them all as possible readings:
+            // the word meant is one of them ("wnted": "wanted" or "wonted").
+            let mut readings = Vec::new();
             if !known && !closed && !upper && number.is_none() {
-                if let Some(c) = correct(&s, lex) {
+                let found = slips(&s, lex);
+                let top = found.iter().map(|f| f.0).max().unwrap_or(0);
+                let words: Vec<String> = found
+                    .iter()
+                    .filter(|f| f.0 == top)
+                    .map(|f| f.2.clone())
+                    .collect();
+                if let Some(c) = choose(found) {
                     toks.push(word_token(c, lex));
                     continue;
                 }
+                // a slip near many words ("wated") says nothing about which is meant
+                let words = if words.len() <= MAX_READINGS {
+                    words
+                } else {
+                    Vec::new()
+                };
+                for w in words {
+                    for f in self::forms(&w, lex) {
+                        if !readings.contains(&f) {
+                            readings.push(f);
+                        }
+                    }
+                }
             }
             toks.push(Token {
+                readings,
                 cap: cap && i == 0,
                 syn: synonym_groups(&forms, lex),
                 forms,
