@@ -1,4 +1,5 @@
-//! Per-candidate cost of the false-hit verifier, and the one-off cost of building it.
+//! Per-candidate cost of the false-hit verifier, the one-off cost of building it, and
+//! the per-question cost of correcting misspellings before embedding (`cache.respell`).
 //! `cargo bench --bench verify`. Pairs are hand-written (none from any evaluation set):
 //! paraphrases that must be served and traps that must be refused, short and long.
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -27,6 +28,14 @@ const PAIRS: &[(&str, &str)] = &[
     ("Hi there! I was wondering whether you could explain how I update the billing address on my account, because I moved house last month and the old one is still showing on my invoices.", "Hi there! I was wondering whether you could explain how I update the shipping address on my account, because I moved house last month and the old one is still showing on my invoices."),
 ];
 
+/// Questions with typing slips (corrected before embedding).
+const MISSPELT: &[&str] = &[
+    "How do I reset my passwrod?",
+    "Can I chnage my shipping adress?",
+    "Is Kevin Perez becoimng an accountant?",
+    "Why was my crad declined after I updaetd my paymnet method?",
+];
+
 fn bench(c: &mut Criterion) {
     c.bench_function("Verifier::new", |b| {
         b.iter(|| black_box(Verifier::new(Strictness::Balanced)))
@@ -47,6 +56,16 @@ fn bench(c: &mut Criterion) {
         });
     }
     let v = Verifier::new(Strictness::Balanced);
+    let clean: Vec<&str> = PAIRS.iter().map(|p| p.0).collect();
+    for (name, questions) in [("clean", &clean[..]), ("misspelt", MISSPELT)] {
+        c.bench_function(&format!("embedding_text/{name} question"), |b| {
+            let mut k = 0;
+            b.iter(|| {
+                k += 1;
+                black_box(v.embedding_text(black_box(questions[k % questions.len()])))
+            })
+        });
+    }
     let (x, y) = PAIRS[16];
     c.bench_function("verify/Balanced/long pair (~40 words)", |b| {
         b.iter(|| black_box(v.verify(black_box(x), black_box(y), 0.9)))

@@ -412,3 +412,67 @@ async fn refused_candidate_is_a_miss_with_its_reason_and_a_paraphrase_is_served(
         "{m}"
     );
 }
+
+/// Support questions and the same questions with typing slips.
+const MISSPELT: &[(&str, &str)] = &[
+    ("How do I reset my password?", "How do I reset my passwrod?"),
+    ("How can I track my order?", "How can I tarck my order?"),
+    ("What is your refund policy?", "What is your refnud policy?"),
+    (
+        "How do I cancel my subscription?",
+        "How do I cancle my subscritpion?",
+    ),
+    (
+        "Can I change my shipping address?",
+        "Can I chnage my shipping adress?",
+    ),
+    (
+        "How long does delivery take?",
+        "How long does delviery take?",
+    ),
+    (
+        "Do you ship internationally?",
+        "Do you ship internationaly?",
+    ),
+    ("Where is my order?", "Where is my ordre?"),
+    (
+        "How do I update my payment method?",
+        "How do I updaet my paymnet method?",
+    ),
+    ("Why was my card declined?", "Why was my crad declined?"),
+    ("How do I delete my account?", "How do I deleet my acount?"),
+    (
+        "Can I return an item without a receipt?",
+        "Can I retrun an item without a reciept?",
+    ),
+];
+
+#[tokio::test]
+async fn misspelt_questions_are_served_the_clean_questions_answer() {
+    let mut served = Vec::new();
+    for respell in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Harness::start_cached(&format!("[cache]\nrespell = {respell}\n"), dir.path());
+        for (n, (clean, _)) in MISSPELT.iter().enumerate() {
+            ask(&h, chat("mock/m", clean), &[]).await;
+            stored(&h, n as u64 + 1).await;
+        }
+        let mut hits = 0;
+        for (clean, typo) in MISSPELT {
+            let (hd, v) = ask(&h, chat("mock/m", typo), &[("x-deja-cache", "read-only")]).await;
+            if cache_status(&hd) == "hit-semantic" {
+                assert_eq!(
+                    v["choices"][0]["message"]["content"],
+                    format!("Mock answer to: {clean}"),
+                    "{typo}"
+                );
+                hits += 1;
+            }
+        }
+        served.push(hits);
+    }
+    // corrected before embedding, every slip finds its question; embedded as written,
+    // most fall below the similarity threshold
+    assert_eq!(served[0], MISSPELT.len(), "respell on: {served:?}");
+    assert!(served[1] <= MISSPELT.len() / 2, "respell off: {served:?}");
+}

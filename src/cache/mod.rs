@@ -97,6 +97,9 @@ pub struct CacheConfig {
     pub top_k: usize,
     /// Also store responses cut short (`finish_reason` `length`, `content_filter`).
     pub store_truncated: bool,
+    /// Embed questions with their misspelt words corrected (stored entries and lookups
+    /// alike), so a typo does not push a paraphrase below the threshold.
+    pub respell: bool,
     /// Dump the HNSW graphs to `<data dir>/index/` (at graceful shutdown,
     /// after rebuilds and every `index_dump_interval_secs` when changed) and
     /// reload them at start-up instead of rebuilding. The dump is reconciled
@@ -122,6 +125,7 @@ impl Default for CacheConfig {
             similarity_threshold: 0.75,
             top_k: 5,
             store_truncated: false,
+            respell: true,
             index_dump: true,
             index_dump_interval_secs: 300,
         }

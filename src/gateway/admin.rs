@@ -346,7 +346,10 @@ pub async fn insert(gw: &Gateway, req: InsertRequest) -> Result<Value, GatewayEr
         }
     }
     if !pending.is_empty() {
-        let texts = pending.iter().map(|(_, e)| e.prompt_text.clone()).collect();
+        let texts = pending
+            .iter()
+            .map(|(_, e)| c.embedding_text(&e.prompt_text))
+            .collect();
         let vectors = c.embedder.embed_many(texts).await.map_err(embed_error)?;
         let mut batch = Vec::with_capacity(pending.len());
         let mut order = Vec::with_capacity(pending.len());

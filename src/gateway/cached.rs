@@ -236,6 +236,16 @@ impl SemanticCache {
         }
     }
 
+    /// What the embedder is given for a question: with `cache.respell`, its text with
+    /// misspellings corrected, the same for entries stored and for lookups.
+    pub fn embedding_text(&self, text: &str) -> String {
+        if self.config.respell {
+            self.verifier.embedding_text(text)
+        } else {
+            text.to_owned()
+        }
+    }
+
     /// Nearest entries for `key` (embedding `key.text`), judged: above the threshold
     /// and accepted by the verifier. With `serving` judging stops at the first accepted
     /// entry, which is the one served, entries below the threshold are not read, and the
@@ -250,11 +260,12 @@ impl SemanticCache {
         serving: bool,
     ) -> Result<Lookup, GatewayError> {
         let started = std::time::Instant::now();
+        let text = self.embedding_text(&key.text);
         // The embedding job is queued on the first poll; the request's side of the
         // verifier then runs on this thread while the embedder works.
         let ((vector, embed), request) = futures_util::future::join(
             async {
-                let v = self.embedder.embed(key.text.clone()).await;
+                let v = self.embedder.embed(text).await;
                 (v, started.elapsed())
             },
             async { self.verifier.prepare(&key.text) },
@@ -353,7 +364,7 @@ impl SemanticCache {
             Some(v) => v,
             None => self
                 .embedder
-                .embed(key.text.clone())
+                .embed(self.embedding_text(&key.text))
                 .await
                 .map_err(embed_error)?,
         };

@@ -26,6 +26,11 @@ impl Judge {
         }
     }
 
+    /// What the embedder is given for a question (misspellings corrected).
+    pub fn embedding_text(&self, text: &str) -> String {
+        self.verifier.embedding_text(text)
+    }
+
     /// The request's side of judging, done once for all its candidates.
     pub fn prepare<'a>(&self, request: &'a str) -> Prepared<'a> {
         self.verifier.prepare(request)

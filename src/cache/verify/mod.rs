@@ -296,6 +296,13 @@ impl Verifier {
         self.strictness
     }
 
+    /// What to embed for a question `text`: the text with its misspelt words corrected
+    /// ([`text::respell`]), so a typo does not push a paraphrase below the similarity
+    /// threshold. Independent of the strictness.
+    pub fn embedding_text(&self, text: &str) -> String {
+        text::respell(text, &self.lex, MAX_WORDS).unwrap_or_else(|| text.to_owned())
+    }
+
     /// Decide whether `candidate`'s cached answer may be served for `request`.
     /// `similarity` is their cosine similarity (the caller already applied its threshold).
     pub fn verify(&self, request: &str, candidate: &str, similarity: f32) -> Verdict {

@@ -805,6 +805,33 @@ fn corrections_take_the_one_plausible_word_or_none() {
 }
 
 #[test]
+fn respelling_rewrites_only_standalone_misspelt_words() {
+    let lex = Lexicon::build();
+    let r = |t: &str| text::respell(t, &lex, MAX_WORDS);
+    assert_eq!(
+        r("Is Kevin Perez becoimng an accountant?").as_deref(),
+        Some("Is Kevin Perez becoming an accountant?")
+    );
+    // the text around the words is kept as written, sentence punctuation included
+    assert_eq!(
+        r("  Can I feed my goat utna?\n(asking for a freind.)").as_deref(),
+        Some("  Can I feed my goat tuna?\n(asking for a friend.)")
+    );
+    // clean text, names, ambiguous slips and short words: nothing to rewrite
+    assert_eq!(r("Is Kevin Perez becoming an accountant?"), None);
+    assert_eq!(r("Is Keivn Perez an accountant?"), None);
+    assert_eq!(r("Is the maet fresh?"), None);
+    // parts of larger tokens are never rewritten: addresses, identifiers, contractions
+    assert_eq!(r("Mail freind@example.com or see www.freind.org"), None);
+    assert_eq!(r("call get_freind or freind-list, it's freind's"), None);
+    // words past the limit are left as written
+    let long = format!("{} freind", "word ".repeat(MAX_WORDS));
+    assert_eq!(r(&long), None);
+    let e = balanced().embedding_text("my freind");
+    assert_eq!(e, "my friend");
+}
+
+#[test]
 fn a_negator_ending_the_question_negates_what_it_leaves_unsaid() {
     let v = balanced();
     refuses(

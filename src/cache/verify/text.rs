@@ -377,7 +377,6 @@ const MIN_EDIT_CORRECTED_LEN: usize = 5;
 /// not "becking"). `None` when nothing is that clear ("maet": "meat" or "mate"): an
 /// ambiguous misspelling is left as written, and the alignment still pairs it with the
 /// word it stands for when the other text has that word.
-#[cfg(test)] // the tokenizer chooses from `slips` itself
 pub fn correct(w: &str, lex: &Lexicon) -> Option<String> {
     choose(slips(w, lex))
 }
@@ -456,6 +455,70 @@ fn choose(found: Vec<(u8, usize, String)>) -> Option<String> {
         [first, second, ..] if tier == 1 && first.1 >= 2 * second.1.max(1) => Some(first.2.clone()),
         _ => None,
     }
+}
+
+/// `text` with its misspelt words written as [`correct`] reads them ("Is Kevin Perez
+/// becoimng an accountant?" -> "... becoming ..."), for the embedding: a typo moves the
+/// embedding of a short question far enough to drop a paraphrase below the similarity
+/// threshold. Only what the tokenizer itself corrects is rewritten: a lowercase ASCII
+/// word, standing alone (between spaces or sentence punctuation, so nothing inside
+/// "e-mail", "don't", "example.com" or an identifier), unknown to the lexicon and one
+/// clear slip from a known word. `None` when nothing changed; words after the first
+/// `max_words` are left as written.
+pub fn respell(text: &str, lex: &Lexicon, max_words: usize) -> Option<String> {
+    // characters that may stand next to a word rewritten
+    let apart = |c: Option<char>| {
+        c.is_none_or(|c| {
+            c.is_whitespace()
+                || matches!(c, ',' | ';' | ':' | '!' | '?' | '(' | ')' | '"' | '“' | '”')
+        })
+    };
+    let mut out: Option<String> = None;
+    // end of the text already copied to `out`
+    let mut copied = 0;
+    let mut words = 0;
+    let mut rest = text.char_indices().peekable();
+    while let Some((start, c)) = rest.next() {
+        if !c.is_alphanumeric() {
+            continue;
+        }
+        let mut end = start + c.len_utf8();
+        while let Some(&(i, c)) = rest.peek() {
+            if !c.is_alphanumeric() {
+                break;
+            }
+            end = i + c.len_utf8();
+            rest.next();
+        }
+        words += 1;
+        if words > max_words {
+            break;
+        }
+        let w = &text[start..end];
+        let before = text[..start].chars().next_back();
+        let mut after = text[end..].chars();
+        let next = after.next();
+        // a full stop ends a sentence only before a space or the end ("example.com")
+        let stands_alone =
+            apart(before) && (apart(next) || (next == Some('.') && apart(after.next())));
+        if !stands_alone
+            || !(4..=MAX_CORRECTED_LEN).contains(&w.len())
+            || !w.bytes().all(|b| b.is_ascii_lowercase())
+            || is_closed(w, lex)
+            || forms(w, lex).iter().any(|f| lex.is_word(f))
+        {
+            continue;
+        }
+        if let Some(fixed) = correct(w, lex) {
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 8));
+            o.push_str(&text[copied..start]);
+            o.push_str(&fixed);
+            copied = end;
+        }
+    }
+    let mut o = out?;
+    o.push_str(&text[copied..]);
+    Some(o)
 }
 
 /// Tokenise and normalise a question. At most `max_words` tokens are kept.
