@@ -821,6 +821,11 @@ fn respelling_rewrites_only_standalone_misspelt_words() {
     assert_eq!(r("Is Kevin Perez becoming an accountant?"), None);
     assert_eq!(r("Is Keivn Perez an accountant?"), None);
     assert_eq!(r("Is the maet fresh?"), None);
+    // a capital opening a sentence is no name
+    assert_eq!(
+        r("Cancle my order. Waht is the fee? Ask Perez").as_deref(),
+        Some("Cancel my order. What is the fee? Ask Perez")
+    );
     // parts of larger tokens are never rewritten: addresses, identifiers, contractions
     assert_eq!(r("Mail freind@example.com or see www.freind.org"), None);
     assert_eq!(r("call get_freind or freind-list, it's freind's"), None);

@@ -460,11 +460,12 @@ fn choose(found: Vec<(u8, usize, String)>) -> Option<String> {
 /// `text` with its misspelt words written as [`correct`] reads them ("Is Kevin Perez
 /// becoimng an accountant?" -> "... becoming ..."), for the embedding: a typo moves the
 /// embedding of a short question far enough to drop a paraphrase below the similarity
-/// threshold. Only what the tokenizer itself corrects is rewritten: a lowercase ASCII
-/// word, standing alone (between spaces or sentence punctuation, so nothing inside
-/// "e-mail", "don't", "example.com" or an identifier), unknown to the lexicon and one
-/// clear slip from a known word. `None` when nothing changed; words after the first
-/// `max_words` are left as written.
+/// threshold. A word is rewritten when it is lowercase ASCII letters (or capitalised
+/// at the start of a sentence) standing alone (between spaces or sentence punctuation,
+/// so nothing inside "e-mail", "don't", "example.com" or an identifier), unknown to the
+/// lexicon and one clear slip from a known word. Capitalised words elsewhere are names
+/// and left as written. `None` when nothing changed; words after the first `max_words`
+/// are left as written.
 pub fn respell(text: &str, lex: &Lexicon, max_words: usize) -> Option<String> {
     // characters that may stand next to a word rewritten
     let apart = |c: Option<char>| {
@@ -477,9 +478,12 @@ pub fn respell(text: &str, lex: &Lexicon, max_words: usize) -> Option<String> {
     // end of the text already copied to `out`
     let mut copied = 0;
     let mut words = 0;
+    // the next word opens a sentence: its capital is no sign of a name
+    let mut opening = true;
     let mut rest = text.char_indices().peekable();
     while let Some((start, c)) = rest.next() {
         if !c.is_alphanumeric() {
+            opening |= matches!(c, '.' | '!' | '?' | '\n');
             continue;
         }
         let mut end = start + c.len_utf8();
@@ -494,7 +498,16 @@ pub fn respell(text: &str, lex: &Lexicon, max_words: usize) -> Option<String> {
         if words > max_words {
             break;
         }
-        let w = &text[start..end];
+        let written = &text[start..end];
+        // a capital opening a sentence ("Cancle my order") is read as lowercase; one
+        // elsewhere marks a name ("Perez" is no misspelt "jerez"), left as written
+        let capital =
+            std::mem::take(&mut opening) && written.starts_with(|c: char| c.is_ascii_uppercase());
+        let w = if capital {
+            written.to_ascii_lowercase()
+        } else {
+            written.to_owned()
+        };
         let before = text[..start].chars().next_back();
         let mut after = text[end..].chars();
         let next = after.next();
@@ -504,15 +517,20 @@ pub fn respell(text: &str, lex: &Lexicon, max_words: usize) -> Option<String> {
         if !stands_alone
             || !(4..=MAX_CORRECTED_LEN).contains(&w.len())
             || !w.bytes().all(|b| b.is_ascii_lowercase())
-            || is_closed(w, lex)
-            || forms(w, lex).iter().any(|f| lex.is_word(f))
+            || is_closed(&w, lex)
+            || forms(&w, lex).iter().any(|f| lex.is_word(f))
         {
             continue;
         }
-        if let Some(fixed) = correct(w, lex) {
+        if let Some(fixed) = correct(&w, lex) {
             let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 8));
             o.push_str(&text[copied..start]);
-            o.push_str(&fixed);
+            if capital {
+                o.push(fixed.as_bytes()[0].to_ascii_uppercase() as char);
+                o.push_str(&fixed[1..]);
+            } else {
+                o.push_str(&fixed);
+            }
             copied = end;
         }
     }
