@@ -61,7 +61,8 @@ enum Command {
         eval: EvalArgs,
     },
     /// Measure hit rates on an intent dataset folder (banking77: train/test CSV;
-    /// clinc150: data_full.json): store training questions, ask test questions.
+    /// clinc150: data_full.json; bitext: customer_support.csv, every fifth question
+    /// asked): store training questions, ask test questions.
     EvalIntents {
         dir: PathBuf,
         /// At most this many test questions.
@@ -70,6 +71,10 @@ enum Command {
         /// Write the questions the verifier cost a same-intent hit (JSON lines) to this file.
         #[arg(long)]
         explain: Option<PathBuf>,
+        /// Write the questions served another intent's entry at the lowest threshold
+        /// (JSON lines, with the entry's question and intent) to this file.
+        #[arg(long)]
+        wrong: Option<PathBuf>,
         #[command(flatten)]
         eval: EvalArgs,
     },
@@ -234,6 +239,7 @@ fn main() -> anyhow::Result<()> {
             dir,
             limit,
             explain,
+            wrong,
             eval,
         } => {
             let opts = eval_options(&eval);
@@ -246,6 +252,7 @@ fn main() -> anyhow::Result<()> {
                 limit,
                 &opts,
                 explain.as_deref(),
+                wrong.as_deref(),
             ))?;
             if eval.json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);

@@ -120,7 +120,12 @@ impl Bench {
         let file = dir.path().join("eval.toml");
         std::fs::write(&file, toml_text)?;
         let env: HashMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("DEJA__EMBEDDER") || k == "ORT_DYLIB_PATH")
+            // the model and cache settings measured (`DEJA__CACHE__RESPELL=false`, ...)
+            .filter(|(k, _)| {
+                k.starts_with("DEJA__EMBEDDER")
+                    || k.starts_with("DEJA__CACHE__")
+                    || k == "ORT_DYLIB_PATH"
+            })
             .chain([
                 ("DEJA_ADMIN_TOKEN".to_owned(), token.clone()),
                 ("DEJA__TELEMETRY__LOG_LEVEL".to_owned(), "warn".to_owned()),
@@ -421,6 +426,36 @@ pub struct IntentData {
 
 /// Read an intent dataset folder: banking77 (train/test CSV) or clinc150 (data_full.json).
 pub fn read_intents(dir: &Path) -> anyhow::Result<IntentData> {
+    // bitext: one file of questions (`instruction`) with their intent and no split of its
+    // own; every fifth question is asked, the rest stored
+    let bitext = dir.join("customer_support.csv");
+    if bitext.exists() {
+        let mut r = csv::Reader::from_path(&bitext)
+            .with_context(|| format!("cannot read {}", bitext.display()))?;
+        let header = r.headers()?.clone();
+        let col = |name: &str| {
+            header
+                .iter()
+                .position(|h| h == name)
+                .with_context(|| format!("{}: no column `{name}`", bitext.display()))
+        };
+        let (q, intent) = (col("instruction")?, col("intent")?);
+        let (mut train, mut test) = (Vec::new(), Vec::new());
+        for (i, rec) in r.records().enumerate() {
+            let rec = rec?;
+            let row = (rec[q].to_owned(), rec[intent].to_owned());
+            if i % 5 == 4 {
+                test.push(row);
+            } else {
+                train.push(row);
+            }
+        }
+        return Ok(IntentData {
+            train,
+            test,
+            oos: Vec::new(),
+        });
+    }
     let clinc = dir.join("data_full.json");
     if clinc.exists() {
         let v: Value = serde_json::from_str(&std::fs::read_to_string(&clinc)?)?;
@@ -470,11 +505,14 @@ pub fn read_intents(dir: &Path) -> anyhow::Result<IntentData> {
 /// `explain`: write one JSON line per test question that missed although a candidate of
 /// its own intent was above the lowest threshold (the verifier refused it), with that
 /// candidate's reason: what the verifier costs in hit rate, to read and to fix.
+/// `wrong`: write one JSON line per test question served another intent's entry at the
+/// lowest threshold, with that entry's question: the wrong answers, to read.
 pub async fn eval_intents(
     dir: &Path,
     limit: Option<usize>,
     opts: &EvalOptions,
     explain: Option<&Path>,
+    wrong: Option<&Path>,
 ) -> anyhow::Result<Vec<IntentStats>> {
     let IntentData {
         train,
@@ -496,9 +534,11 @@ pub async fn eval_intents(
         )
         .await?;
     let mut intent_of: HashMap<u64, &str> = HashMap::new();
-    for ((_, intent), id) in train.iter().zip(&ids) {
+    let mut question_of: HashMap<u64, &str> = HashMap::new();
+    for ((q, intent), id) in train.iter().zip(&ids) {
         if let Some(id) = id {
             intent_of.insert(*id, intent);
+            question_of.insert(*id, q);
         }
     }
     // A repeated training question keeps its first entry's id (duplicates are skipped).
@@ -535,6 +575,27 @@ pub async fn eval_intents(
                 out.push_str(
                     &json!({"question": q, "intent": intent, "refused": lost}).to_string(),
                 );
+                out.push('\n');
+            }
+        }
+        std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = wrong {
+        let mut out = String::new();
+        for ((q, intent), s) in test.iter().zip(&served) {
+            let Some(id) = s.entry else { continue };
+            let Some(&served_intent) = intent_of.get(&id) else {
+                continue;
+            };
+            if served_intent != intent {
+                let line = json!({
+                    "question": q,
+                    "intent": intent,
+                    "served": question_of.get(&id),
+                    "served_intent": served_intent,
+                    "similarity": s.similarity,
+                });
+                out.push_str(&line.to_string());
                 out.push('\n');
             }
         }
@@ -613,7 +674,7 @@ pub fn data_dir() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::spread;
+    use super::{read_intents, spread};
 
     #[test]
     fn spread_takes_evenly_spaced_items() {
@@ -622,5 +683,28 @@ mod tests {
         assert_eq!(spread((0..4).collect(), 9), vec![0, 1, 2, 3]);
         assert!(spread((0..4).collect::<Vec<i32>>(), 0).is_empty());
         assert_eq!(spread((0..4500).collect::<Vec<_>>(), 1500).len(), 1500);
+    }
+
+    #[test]
+    fn bitext_questions_are_split_one_in_five_and_multiline_answers_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut csv = String::from("flags,instruction,category,intent,response\n");
+        for i in 0..10 {
+            csv.push_str(&format!(
+                "B,\"question {i}, please\",ORDER,intent_{},\"line one\nline \"\"two\"\"\"\n",
+                i % 2
+            ));
+        }
+        std::fs::write(dir.path().join("customer_support.csv"), csv).unwrap();
+        let d = read_intents(dir.path()).unwrap();
+        assert_eq!(d.train.len(), 8);
+        assert_eq!(
+            d.test,
+            vec![
+                ("question 4, please".to_string(), "intent_0".to_string()),
+                ("question 9, please".to_string(), "intent_1".to_string()),
+            ]
+        );
+        assert!(d.oos.is_empty());
     }
 }
