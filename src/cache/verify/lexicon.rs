@@ -17,6 +17,8 @@ type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 pub const NEGATORS: &[&str] = &[
     "not", "no", "never", "none", "nobody", "nothing", "nowhere", "neither", "nor", "without",
     "cannot", "nope", "noone", "hardly", "barely", "lack", "lacking",
+    // the prefix of a hyphenated word, split off by the tokenizer: "non-refundable"
+    "non",
 ];
 
 /// Words that carry no meaning of their own in a question: articles, auxiliaries, light
@@ -226,11 +228,26 @@ pub const FILLER: &[&str] = &[
     "wish",
     "give",
     "make",
+    // expletives used as intensifiers: "delete the bloody account" asks what "delete the
+    // account" asks
+    "bloody",
+    "damn",
+    "damned",
+    "dammit",
+    "goddamn",
+    "goddamned",
+    "fucking",
+    "fuckin",
+    "freaking",
+    "freakin",
+    "frigging",
+    "effing",
+    "darn",
+    "darned",
+    "dang",
+    "heck",
 ];
 
-/// Adverbs and phrases that are pure emphasis ("literally", "in fact"): subset of FILLER
-/// kept separately only for documentation; see FILLER.
-///
 /// Pronoun classes: person, number and gender. A change between classes changes who the
 /// question is about.
 pub const PRONOUNS: &[(&str, &str)] = &[
@@ -519,6 +536,8 @@ pub const EXTRA_SYNONYMS: &[&str] = &[
     "help assist",
     "fix repair",
     "modify change alter",
+    // "update my email address", "edit my profile": support's words for changing details
+    "update change edit amend",
     "delete remove erase",
     "shop store",
     "sad unhappy",
@@ -772,6 +791,18 @@ pub const ROLE_PREPS: &[&str] = &[
     "to", "from", "into", "than", "for", "against", "onto", "toward", "towards",
 ];
 
+/// Function words WordNet does not list and no table above holds: known words, so that a
+/// slip is read as one of them ("wiht": "with" or "whit") and two of them are never
+/// taken for misspellings of each other ("form" / "from").
+pub const FUNCTION_WORDS: &[&str] = &[
+    "of", "with", "about", "at", "by", "on", "in", "out", "off", "up", "down", "over", "under",
+    "between", "through", "during", "within", "across", "along", "among", "around", "upon", "via",
+    "per", "as", "and", "or", "but", "if", "because", "so", "though", "although", "whether",
+    "while", "unless", "since", "do", "does", "did", "done", "doing", "can", "could", "would",
+    "should", "may", "might", "must", "has", "have", "having", "any", "some", "each", "such",
+    "there", "here", "these", "those", "that", "its", "it's",
+];
+
 const WN_SYNONYMS: &str = include_str!("data/wn_synonyms.txt");
 const WN_ANTONYMS: &str = include_str!("data/wn_antonyms.txt");
 const WN_IRREGULAR: &str = include_str!("data/wn_irregular.txt");
@@ -796,8 +827,8 @@ pub struct Lexicon {
     pub antonyms: HashSet<(&'static str, &'static str)>,
     /// inflected form -> base form
     pub irregular: HashMap<&'static str, &'static str>,
-    /// every word [`Lexicon::is_word`] knows (WordNet lemmas, irregular forms, filler
-    /// words) in one set: one lookup, as spelling correction tries hundreds of strings
+    /// every word [`Lexicon::is_word`] knows (WordNet lemmas, irregular forms, filler,
+    /// function words and every closed class above) in one set: one lookup, as spelling correction tries hundreds of strings
     /// per misspelt word
     known: HashSet<&'static str>,
 }
@@ -808,7 +839,8 @@ fn data_lines(s: &'static str) -> impl Iterator<Item = &'static str> {
 }
 
 impl Lexicon {
-    /// A real English word (any WordNet lemma, irregular form or filler word).
+    /// A real English word (any WordNet lemma, irregular form, filler, function or
+    /// closed-class word).
     pub fn is_word(&self, w: &str) -> bool {
         self.known.contains(w)
     }
@@ -844,7 +876,17 @@ impl Lexicon {
             .chain(irregular.keys())
             .chain(&words)
             .chain(FILLER)
+            .chain(FUNCTION_WORDS)
+            .chain(NEGATORS)
+            .chain(BE_FORMS)
+            .chain(ROLE_PREPS)
             .copied()
+            .chain(PRONOUNS.iter().map(|p| p.0))
+            .chain(ORDER_WORDS.iter().map(|o| o.0))
+            .chain(WH_WORDS.iter().map(|w| w.0))
+            .chain(TENSE.iter().map(|t| t.0))
+            .chain(NUMBER_WORDS.iter().map(|n| n.0))
+            .chain(NUMBER_SCALES.iter().map(|n| n.0))
             .collect();
         Lexicon {
             negators: NEGATORS.iter().copied().collect(),

@@ -13,7 +13,9 @@
 //!    irregular forms) and numbers get values ("twenty five" = "25"). An unknown
 //!    lowercase word one typing slip from a single plausible known word is read as that
 //!    word ("becoimng" -> "becoming"; `text::correct`), so a misspelling neither hides
-//!    the word that changes the meaning nor adds a second place of difference.
+//!    the word that changes the meaning nor adds a second place of difference; one that
+//!    runs a function word into the next word is read as both ("tocancel";
+//!    `text::unglue`).
 //! 2. The word sequences are aligned (longest common subsequence). Two words align when
 //!    they share a base form, are WordNet synonyms, or one is a misspelling of the other
 //!    (edit distance 1-2, from four letters, where at least one is not a known word).
@@ -44,7 +46,10 @@
 //!    - an added or replaced content word counts only when it is the single place of
 //!      difference, nothing else (pronoun, question word, clause) differs, and an added
 //!      word is a modifier in front of a shared word outside a possessive phrase
-//!      ("a retired pilot", not "my new card"); extra clauses are elaborations;
+//!      ("a retired pilot", not "my new card"); extra clauses are elaborations. One word
+//!      replacing another needs one shared content word around it ("delete" / "create
+//!      my account"), two words changed need two; expletives ("the bloody account") are
+//!      filler;
 //!    - a question-word change counts only when every content word is shared;
 //!    - a tense change counts in a yes/no question whose leading auxiliary is the only
 //!      difference ("Is X a lawyer?" / "Was X a lawyer?");
@@ -423,12 +428,26 @@ impl Verifier {
         if x.norm == y.norm {
             return true;
         }
-        // a shared base form, or (open-class words only) a shared synonym group or a
-        // misspelling; then an antonym pair is never the same word
+        // a shared base form, or a shared synonym group (open-class words, and order
+        // words on the same side of their axis: "start" / "begin"), or (open-class words)
+        // a misspelling; then an antonym pair is never the same word
+        let synonyms_apply = || {
+            if !x.closed && !y.closed {
+                return true;
+            }
+            let order = |t: &Token| self.lex.order.get(t.norm.as_str()).copied();
+            match (order(x), order(y)) {
+                (Some((ax, sx)), Some((ay, sy))) => ax != ay || sx == sy,
+                (Some(_), None) => !y.closed,
+                (None, Some(_)) => !x.closed,
+                (None, None) => false,
+            }
+        };
         let positive = x.forms.iter().any(|f| y.forms.contains(f))
             || x.readings.iter().any(|f| y.forms.contains(f))
             || y.readings.iter().any(|f| x.forms.contains(f))
-            || (!x.closed && !y.closed && (sorted_overlap(&x.syn, &y.syn) || self.typo(x, y)));
+            || (sorted_overlap(&x.syn, &y.syn) && synonyms_apply())
+            || (!x.closed && !y.closed && self.typo(x, y));
         positive && !self.antonyms(x, y)
     }
 
@@ -1188,7 +1207,14 @@ impl Verifier {
         };
         let rest_same = !other(p.a, &p.a_aligned, &p.a_explained, &ca)
             && !other(p.b, &p.b_aligned, &p.b_explained, &cb);
-        let minimal = diff <= 2 && sites == 1 && shared >= diff.max(2) && rest_same;
+        // one word replaced by another ("delete" / "create my account") needs one
+        // shared content word to stand on; two words changed need two
+        let needed = if ca.len() == 1 && cb.len() == 1 {
+            1
+        } else {
+            diff.max(2)
+        };
+        let minimal = diff <= 2 && sites == 1 && shared >= needed && rest_same;
         let strict_broad = self.strictness == Strictness::Strict && sim < STRICT_CONTENT_SIM;
         if !(minimal || strict_broad) {
             return None;

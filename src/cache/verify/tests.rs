@@ -413,6 +413,38 @@ fn added_modifiers_refused() {
 }
 
 #[test]
+fn a_replaced_verb_in_a_short_question_is_a_different_question() {
+    let v = balanced();
+    // one content word shared is enough to stand on when one word replaces another
+    refuses(
+        v,
+        "How do I delete my account?",
+        "How do I create my account?",
+        RefusalReason::Entity,
+    );
+    refuses(
+        v,
+        "how to cancel my order",
+        "how to track my order",
+        RefusalReason::Entity,
+    );
+    // synonyms and inflections still align
+    accepts(
+        v,
+        "How do I erase my account?",
+        "How do I delete my account?",
+    );
+    accepts(v, "how to cancel my order", "how do I cancel my orders");
+    // a hyphenated "non-" negates the word it is attached to
+    refuses(
+        v,
+        "Is this ticket non-refundable?",
+        "Is this ticket refundable?",
+        RefusalReason::Negation,
+    );
+}
+
+#[test]
 fn logic_refused() {
     let v = balanced();
     refuses(
@@ -458,6 +490,23 @@ fn paraphrases_accepted() {
         v,
         "How come my refund is still pending?",
         "Why is my refund still pending?",
+    );
+    // an expletive is emphasis, not a restriction; what it leaves still has to match
+    accepts(
+        v,
+        "How do I delete the bloody account?",
+        "How do I delete the account?",
+    );
+    accepts(
+        v,
+        "why is my damn parcel so freaking late",
+        "why is my parcel so late",
+    );
+    refuses(
+        v,
+        "How do I enable the bloody notifications?",
+        "How do I disable the notifications?",
+        RefusalReason::Antonym,
     );
     // synonyms (WordNet and the small table)
     accepts(
@@ -794,6 +843,8 @@ fn corrections_take_the_one_plausible_word_or_none() {
     assert_eq!(c("feedd").as_deref(), Some("feed"));
     // the clearly commoner base among inflections ("becking", "decoing")
     assert_eq!(c("becoing").as_deref(), Some("becoming"));
+    // function words are words too ("abuot" -> "about")
+    assert_eq!(c("abuot").as_deref(), Some("about"));
     // ambiguous: left as written
     assert_eq!(c("maet"), None);
     // real words, inflected ones and comparatives are never corrected
@@ -834,6 +885,45 @@ fn respelling_rewrites_only_standalone_misspelt_words() {
     assert_eq!(r(&long), None);
     let e = balanced().embedding_text("my freind");
     assert_eq!(e, "my friend");
+}
+
+#[test]
+fn words_run_together_are_split_where_one_split_is_plain() {
+    let lex = Lexicon::build();
+    let u = |w: &str| text::unglue(w, &lex);
+    let pair = |x: &str, y: &str| Some((x.to_owned(), y.to_owned()));
+    assert_eq!(u("tocancel"), pair("to", "cancel"));
+    assert_eq!(u("reimbursementof"), pair("reimbursement", "of"));
+    assert_eq!(u("mypassword"), pair("my", "password"));
+    // a slip reaching only an inflection of a rare word ("torest" from "tor") loses
+    assert_eq!(u("toreset"), pair("to", "reset"));
+    assert_eq!(u("theorder"), pair("the", "order"));
+    // a word, a slip ("atack": "attack" or "stack", never "a tack"), or nothing plain:
+    // left alone
+    assert_eq!(u("cancel"), None);
+    assert_eq!(u("atack"), None);
+    assert_eq!(u("xqzvbnm"), None);
+    let r = |t: &str| text::respell(t, &lex, MAX_WORDS);
+    assert_eq!(
+        r("i need help tocancel order 123").as_deref(),
+        Some("i need help to cancel order 123")
+    );
+    assert_eq!(
+        r("I expect a reimbursementof $299").as_deref(),
+        Some("I expect a reimbursement of $299")
+    );
+    // a slip that reads as several words ("attack", "stack") is left as written, not
+    // split into "a tack"
+    assert_eq!(r("how do I atack the problem"), None);
+    // the verifier reads the two words: a run-together word hides no difference
+    let v = balanced();
+    accepts(v, "help me tocancel my order", "help me to cancel my order");
+    refuses(
+        v,
+        "is it possible tocancel my order?",
+        "is it possible to place my order?",
+        RefusalReason::Entity,
+    );
 }
 
 #[test]

@@ -383,7 +383,7 @@ pub fn correct(w: &str, lex: &Lexicon) -> Option<String> {
 
 /// The known words one typing slip from `w` (as [`correct`] tries them), each with its
 /// rank: `(tier, senses, word)`. Empty for a known word or one outside the lengths tried.
-fn slips(w: &str, lex: &Lexicon) -> Vec<(u8, usize, String)> {
+pub(super) fn slips(w: &str, lex: &Lexicon) -> Vec<(u8, usize, String)> {
     let n = w.len();
     if !(4..=MAX_CORRECTED_LEN).contains(&n)
         || !w.bytes().all(|c| c.is_ascii_lowercase())
@@ -457,13 +457,50 @@ fn choose(found: Vec<(u8, usize, String)>) -> Option<String> {
     }
 }
 
+/// Function words people type run into the word next to them ("tocancel",
+/// "reimbursementof", "mypassword").
+const GLUED: &[&str] = &[
+    "a", "an", "the", "to", "of", "in", "on", "at", "for", "my", "your", "i", "is", "it", "and",
+    "or", "me", "do", "can", "how", "what", "this", "that", "with", "from", "not", "no",
+];
+
+/// Longest run-together word split.
+const MAX_GLUED_LEN: usize = 24;
+
+/// The two words an unknown lowercase word runs together, when it splits one way only
+/// into a function word ([`GLUED`]) and a known word of three letters or more
+/// ("tocancel" -> "to", "cancel"). Not for a word one slip from a listed word
+/// ([`slips`]): "atack" is "attack" (or "stack"), not "a tack"; a slip that only reaches
+/// an inflection of a rare word loses to the split ("toreset" is "to reset", not "torest"
+/// from "tor", "theorder" "the order", not "theorier").
+pub fn unglue(w: &str, lex: &Lexicon) -> Option<(String, String)> {
+    let n = w.len();
+    if !(5..=MAX_GLUED_LEN).contains(&n)
+        || !w.bytes().all(|c| c.is_ascii_lowercase())
+        || word_rank(w, lex).0 > 0
+    {
+        return None;
+    }
+    let word = |p: &str| p.len() >= 3 && word_rank(p, lex).0 > 0;
+    let mut splits = (1..n)
+        .map(|i| w.split_at(i))
+        .filter(|&(x, y)| (GLUED.contains(&x) && word(y)) || (GLUED.contains(&y) && word(x)));
+    match (splits.next(), splits.next()) {
+        (Some((x, y)), None) if slips(w, lex).iter().all(|f| f.0 < 2) => {
+            Some((x.to_owned(), y.to_owned()))
+        }
+        _ => None,
+    }
+}
+
 /// `text` with its misspelt words written as [`correct`] reads them ("Is Kevin Perez
 /// becoimng an accountant?" -> "... becoming ..."), for the embedding: a typo moves the
 /// embedding of a short question far enough to drop a paraphrase below the similarity
 /// threshold. A word is rewritten when it is lowercase ASCII letters (or capitalised
 /// at the start of a sentence) standing alone (between spaces or sentence punctuation,
 /// so nothing inside "e-mail", "don't", "example.com" or an identifier), unknown to the
-/// lexicon and one clear slip from a known word. Capitalised words elsewhere are names
+/// lexicon and one clear slip from a known word, or two words run together ([`unglue`]:
+/// "tocancel" -> "to cancel"). Capitalised words elsewhere are names
 /// and left as written. `None` when nothing changed; words after the first `max_words`
 /// are left as written.
 pub fn respell(text: &str, lex: &Lexicon, max_words: usize) -> Option<String> {
@@ -515,14 +552,17 @@ pub fn respell(text: &str, lex: &Lexicon, max_words: usize) -> Option<String> {
         let stands_alone =
             apart(before) && (apart(next) || (next == Some('.') && apart(after.next())));
         if !stands_alone
-            || !(4..=MAX_CORRECTED_LEN).contains(&w.len())
+            || !(4..=MAX_GLUED_LEN).contains(&w.len())
             || !w.bytes().all(|b| b.is_ascii_lowercase())
             || is_closed(&w, lex)
             || forms(&w, lex).iter().any(|f| lex.is_word(f))
         {
             continue;
         }
-        if let Some(fixed) = correct(&w, lex) {
+        let fixed = unglue(&w, lex)
+            .map(|(x, y)| format!("{x} {y}"))
+            .or_else(|| correct(&w, lex));
+        if let Some(fixed) = fixed {
             let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 8));
             o.push_str(&text[copied..start]);
             if capital {
@@ -568,6 +608,13 @@ pub fn tokenize(text: &str, lex: &Lexicon, max_words: usize) -> Vec<Token> {
                     .filter(|f| f.0 == top)
                     .map(|f| f.2.clone())
                     .collect();
+                if found.iter().all(|f| f.0 < 2) {
+                    if let Some((x, y)) = unglue(&s, lex) {
+                        toks.push(word_token(x, lex));
+                        toks.push(word_token(y, lex));
+                        continue;
+                    }
+                }
                 if let Some(c) = choose(found) {
                     toks.push(word_token(c, lex));
                     continue;
