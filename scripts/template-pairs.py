@@ -86,6 +86,36 @@ for x, y in opposites:
     add("Vocabulary", "more X == less antonym(X)", f"How can I become more {x}?", f"How can I become less {y}?", 1)
     add("Vocabulary", "more X != more antonym(X)", f"How can I become more {x}?", f"How can I become more {y}?", 0)
 
+# added 2026-12-07 (afternoon), before their first run: four more of the QQP suite's tests
+groups = ["conservatives", "economists", "historians", "doctors", "teenagers", "critics"]
+superlatives = ["the best president", "the greatest athlete of all time", "the most talented actor",
+                "the funniest comedian", "the most important inventor", "the worst villain in film"]
+for g in groups:
+    for x in random.sample(superlatives, 4):
+        add("SRL", "who do X think is Y == who is Y according to X",
+            f"Who do {g} think is {x}?", f"Who is {x} according to {g}?", 1)
+
+adverbs = ["actually", "really", "truly", "in fact", "indeed", "literally"]
+for _ in range(30):
+    p, j = people(), random.choice(jobs)
+    add("Vocabulary", "irrelevant modifiers - people",
+        f"Is {p} {an(j)}?", f"Is {p} {random.choice(adverbs)} {an(j)}?", 1)
+
+adjectives = ["honest", "ambitious", "successful", "famous", "lazy", "creative", "wealthy",
+              "experienced", "friendly", "strict"]
+for _ in range(30):
+    p, j = people(), random.choice(jobs)
+    x, y = random.sample(adjectives, 2)
+    add("NER", "different adjectives, same people",
+        f"Is {p} {an(x)} {j}?", f"Is {p} {an(y)} {j}?", 0)
+
+job_synonyms = [("doctor", "physician"), ("lawyer", "attorney"), ("teacher", "educator"),
+                ("chef", "cook"), ("journalist", "reporter"), ("pilot", "aviator")]
+for x, y in job_synonyms:
+    for _ in range(3):
+        p = people()
+        add("Taxonomy", "is person X == is person synonym(X)", f"Is {p} {an(x)}?", f"Is {p} {an(y)}?", 1)
+
 w = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
 w.writerow(["capability", "test", "q1", "q2", "duplicate"])
 for r in rows:
