@@ -773,20 +773,35 @@ impl Verifier {
             return Some(v);
         }
         let mut dirs: Vec<(&str, &str)> = Vec::new();
+        // first and second person words left unaligned on each side: one on each side is
+        // no change of perspective ("how do I reset my PIN" / "how do you reset your PIN")
+        let speakers = |ts: &[Token], al: &[bool]| {
+            (0..ts.len())
+                .filter(|&i| !al[i] && matches!(class(&ts[i]), Some("1sg" | "1pl" | "2")))
+                .count()
+        };
+        let lone = speakers(p.a, &p.a_aligned) == 1 && speakers(p.b, &p.b_aligned) == 1;
+        // a possessive in front of a shared word: whose thing it is
+        let owner = |ts: &[Token], al: &[bool], i: usize| {
+            matches!(ts[i].norm.as_str(), "my" | "our" | "your" | "ur")
+                && i + 1 < ts.len()
+                && al[i + 1]
+                && self.is_content(&ts[i + 1])
+        };
         for (ra, rb) in blocks(p) {
-            let ca: Vec<(&str, &str)> = ra
+            let ca: Vec<(&str, &str, usize)> = ra
                 .clone()
-                .filter_map(|i| class(&p.a[i]).map(|c| (c, p.a[i].norm.as_str())))
+                .filter_map(|i| class(&p.a[i]).map(|c| (c, p.a[i].norm.as_str(), i)))
                 .collect();
-            let cb: Vec<(&str, &str)> = rb
+            let cb: Vec<(&str, &str, usize)> = rb
                 .clone()
-                .filter_map(|j| class(&p.b[j]).map(|c| (c, p.b[j].norm.as_str())))
+                .filter_map(|j| class(&p.b[j]).map(|c| (c, p.b[j].norm.as_str(), j)))
                 .collect();
             if ra.len() > 2 || rb.len() > 2 {
                 continue;
             }
-            for (k, &(x, wx)) in ca.iter().enumerate() {
-                let Some(&(y, wy)) = cb.get(k.min(cb.len().saturating_sub(1))) else {
+            for (k, &(x, wx, i)) in ca.iter().enumerate() {
+                let Some(&(y, wy, j)) = cb.get(k.min(cb.len().saturating_sub(1))) else {
                     break;
                 };
                 if x == y || x == "3n" || y == "3n" {
@@ -801,7 +816,11 @@ impl Verifier {
                         | ("1sg", "1pl")
                         | ("1pl", "1sg")
                 );
-                if generic && self.strictness != Strictness::Strict {
+                // "how do you say your name" / "... my name": the same speaker asking
+                // about someone else's thing, not the generic "you"
+                let other_owner =
+                    lone && owner(p.a, &p.a_aligned, i) && owner(p.b, &p.b_aligned, j);
+                if generic && self.strictness != Strictness::Strict && !other_owner {
                     dirs.push((x, y));
                     continue;
                 }

@@ -367,6 +367,29 @@ fn pronouns_and_gender_refused() {
 }
 
 #[test]
+fn a_possessive_alone_changing_person_changes_whose_thing_it_is() {
+    let v = balanced();
+    refuses(
+        v,
+        "how do you say your name",
+        "how do you say my name",
+        RefusalReason::Pronoun,
+    );
+    refuses(
+        v,
+        "Can I see my booking?",
+        "Can I see your booking?",
+        RefusalReason::Pronoun,
+    );
+    // a change of perspective moves every person word: the generic "you"
+    accepts(
+        v,
+        "How do I reset my password?",
+        "How do you reset your password?",
+    );
+}
+
+#[test]
 fn entities_refused() {
     let v = balanced();
     refuses(
