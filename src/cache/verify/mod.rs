@@ -775,9 +775,18 @@ impl Verifier {
         let mut dirs: Vec<(&str, &str)> = Vec::new();
         // first and second person words left unaligned on each side: one on each side is
         // no change of perspective ("how do I reset my PIN" / "how do you reset your PIN")
+        // (not the "you" of a request frame: "can you tell me ...")
+        let frame = |ts: &[Token], i: usize| {
+            ts[i].norm == "you"
+                && i >= 1
+                && matches!(ts[i - 1].norm.as_str(), "can" | "could" | "would" | "will")
+                && (0..i - 1).all(|k| self.lex.filler.contains(ts[k].norm.as_str()))
+        };
         let speakers = |ts: &[Token], al: &[bool]| {
             (0..ts.len())
-                .filter(|&i| !al[i] && matches!(class(&ts[i]), Some("1sg" | "1pl" | "2")))
+                .filter(|&i| {
+                    !al[i] && matches!(class(&ts[i]), Some("1sg" | "1pl" | "2")) && !frame(ts, i)
+                })
                 .count()
         };
         let lone = speakers(p.a, &p.a_aligned) == 1 && speakers(p.b, &p.b_aligned) == 1;

@@ -381,6 +381,13 @@ fn a_possessive_alone_changing_person_changes_whose_thing_it_is() {
         "Can I see your booking?",
         RefusalReason::Pronoun,
     );
+    // the "you" of a request frame is no person asked about
+    refuses(
+        v,
+        "tell me what your name is",
+        "can you tell me what my name is",
+        RefusalReason::Pronoun,
+    );
     // a change of perspective moves every person word: the generic "you"
     accepts(
         v,
