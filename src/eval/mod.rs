@@ -361,16 +361,17 @@ pub async fn eval_pairs(
         .collect();
     let served_q1 = |i: usize, t: f32| q1_ids[i].is_some() && served[i].at(t) == q1_ids[i];
     if let Some(path) = wrong {
-        let mut out = String::new();
-        for (i, p) in pairs.iter().enumerate() {
-            if !p.duplicate && served_q1(i, floor) {
-                let line = json!({"q1": p.q1, "q2": p.q2, "group": p.group,
-                                  "similarity": served[i].similarity});
-                out.push_str(&line.to_string());
-                out.push('\n');
-            }
-        }
-        std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
+        let lines = pairs
+            .iter()
+            .enumerate()
+            .filter(|&(i, p)| !p.duplicate && served_q1(i, floor));
+        write_json_lines(
+            path,
+            lines.map(|(i, p)| {
+                json!({"q1": p.q1, "q2": p.q2, "group": p.group,
+                       "similarity": served[i].similarity})
+            }),
+        )?;
     }
     let mut reports = Vec::new();
     for &t in &opts.thresholds {
@@ -533,14 +534,14 @@ pub async fn eval_intents(
                 .collect::<Vec<_>>(),
         )
         .await?;
-    let mut intent_of: HashMap<u64, &str> = HashMap::new();
-    let mut question_of: HashMap<u64, &str> = HashMap::new();
+    // entry id -> its (question, intent)
+    let mut stored_as: HashMap<u64, (&str, &str)> = HashMap::new();
     for ((q, intent), id) in train.iter().zip(&ids) {
         if let Some(id) = id {
-            intent_of.insert(*id, intent);
-            question_of.insert(*id, q);
+            stored_as.insert(*id, (q, intent));
         }
     }
+    let intent_of = |id: &u64| stored_as.get(id).map(|&(_, intent)| intent);
     // A repeated training question keeps its first entry's id (duplicates are skipped).
     let floor = opts.thresholds.iter().copied().fold(1.0f32, f32::min);
     let asked: Vec<(String, String)> = test
@@ -550,7 +551,7 @@ pub async fn eval_intents(
         .collect();
     let served = bench.lookup(&asked, floor, opts.concurrency).await?;
     if let Some(path) = explain {
-        let mut out = String::new();
+        let mut lines = Vec::new();
         for ((q, intent), s) in test.iter().zip(&served) {
             if s.entry.is_some() {
                 continue;
@@ -566,40 +567,31 @@ pub async fn eval_intents(
                         && c["id"]
                             .as_str()
                             .and_then(|id| id.parse::<u64>().ok())
-                            .and_then(|id| intent_of.get(&id))
-                            == Some(&intent.as_str())
+                            .and_then(|id| intent_of(&id))
+                            == Some(intent.as_str())
                 })
                 .map(|c| json!({"candidate": c["prompt_text"], "similarity": c["similarity"], "reason": c["reason"], "detail": c["detail"]}))
                 .collect();
             if !lost.is_empty() {
-                out.push_str(
-                    &json!({"question": q, "intent": intent, "refused": lost}).to_string(),
-                );
-                out.push('\n');
+                lines.push(json!({"question": q, "intent": intent, "refused": lost}));
             }
         }
-        std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
+        write_json_lines(path, lines)?;
     }
     if let Some(path) = wrong {
-        let mut out = String::new();
-        for ((q, intent), s) in test.iter().zip(&served) {
-            let Some(id) = s.entry else { continue };
-            let Some(&served_intent) = intent_of.get(&id) else {
-                continue;
-            };
-            if served_intent != intent {
-                let line = json!({
+        let lines = test.iter().zip(&served).filter_map(|((q, intent), s)| {
+            let (served_q, served_intent) = *stored_as.get(&s.entry?)?;
+            (served_intent != intent).then(|| {
+                json!({
                     "question": q,
                     "intent": intent,
-                    "served": question_of.get(&id),
+                    "served": served_q,
                     "served_intent": served_intent,
                     "similarity": s.similarity,
-                });
-                out.push_str(&line.to_string());
-                out.push('\n');
-            }
-        }
-        std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
+                })
+            })
+        });
+        write_json_lines(path, lines)?;
     }
     Ok(opts
         .thresholds
@@ -615,7 +607,7 @@ pub async fn eval_intents(
                 let Some(id) = s.at(t) else { continue };
                 if i >= test.len() {
                     st.oos_served += 1;
-                } else if intent_of.get(&id) == Some(&test[i].1.as_str()) {
+                } else if intent_of(&id) == Some(test[i].1.as_str()) {
                     st.correct += 1;
                 } else {
                     st.wrong_intent += 1;
@@ -624,6 +616,16 @@ pub async fn eval_intents(
             st
         })
         .collect())
+}
+
+/// Write `lines` to `path`, one JSON value per line.
+fn write_json_lines(path: &Path, lines: impl IntoIterator<Item = Value>) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for line in lines {
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// At most `n` items of `v`, evenly spaced over it.

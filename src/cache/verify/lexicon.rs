@@ -828,8 +828,8 @@ pub struct Lexicon {
     /// inflected form -> base form
     pub irregular: HashMap<&'static str, &'static str>,
     /// every word [`Lexicon::is_word`] knows (WordNet lemmas, irregular forms, filler,
-    /// function words and every closed class above) in one set: one lookup, as spelling correction tries hundreds of strings
-    /// per misspelt word
+    /// function words and every closed class above) in one set: one lookup, as spelling
+    /// correction tries hundreds of strings per misspelt word
     known: HashSet<&'static str>,
 }
 

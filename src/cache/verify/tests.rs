@@ -920,7 +920,7 @@ fn respelling_rewrites_only_standalone_misspelt_words() {
 #[test]
 fn words_run_together_are_split_where_one_split_is_plain() {
     let lex = Lexicon::build();
-    let u = |w: &str| text::unglue(w, &lex);
+    let u = |w: &str| text::unglue(w, &lex, &text::slips(w, &lex));
     let pair = |x: &str, y: &str| Some((x.to_owned(), y.to_owned()));
     assert_eq!(u("tocancel"), pair("to", "cancel"));
     assert_eq!(u("reimbursementof"), pair("reimbursement", "of"));

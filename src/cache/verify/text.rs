@@ -377,6 +377,7 @@ const MIN_EDIT_CORRECTED_LEN: usize = 5;
 /// not "becking"). `None` when nothing is that clear ("maet": "meat" or "mate"): an
 /// ambiguous misspelling is left as written, and the alignment still pairs it with the
 /// word it stands for when the other text has that word.
+#[cfg(test)]
 pub fn correct(w: &str, lex: &Lexicon) -> Option<String> {
     choose(slips(w, lex))
 }
@@ -469,11 +470,12 @@ const MAX_GLUED_LEN: usize = 24;
 
 /// The two words an unknown lowercase word runs together, when it splits one way only
 /// into a function word ([`GLUED`]) and a known word of three letters or more
-/// ("tocancel" -> "to", "cancel"). Not for a word one slip from a listed word
-/// ([`slips`]): "atack" is "attack" (or "stack"), not "a tack"; a slip that only reaches
-/// an inflection of a rare word loses to the split ("toreset" is "to reset", not "torest"
-/// from "tor", "theorder" "the order", not "theorier").
-pub fn unglue(w: &str, lex: &Lexicon) -> Option<(String, String)> {
+/// ("tocancel" -> "to", "cancel"). Not for a word one slip from a listed word (`slips`:
+/// the word's [`slips`], which the caller has at hand): "atack" is "attack" (or
+/// "stack"), not "a tack"; a slip that only reaches an inflection of a rare word loses to
+/// the split ("toreset" is "to reset", not "torest" from "tor", "theorder" "the order",
+/// not "theorier").
+pub fn unglue(w: &str, lex: &Lexicon, slips: &[(u8, usize, String)]) -> Option<(String, String)> {
     let n = w.len();
     if !(5..=MAX_GLUED_LEN).contains(&n)
         || !w.bytes().all(|c| c.is_ascii_lowercase())
@@ -486,9 +488,7 @@ pub fn unglue(w: &str, lex: &Lexicon) -> Option<(String, String)> {
         .map(|i| w.split_at(i))
         .filter(|&(x, y)| (GLUED.contains(&x) && word(y)) || (GLUED.contains(&y) && word(x)));
     match (splits.next(), splits.next()) {
-        (Some((x, y)), None) if slips(w, lex).iter().all(|f| f.0 < 2) => {
-            Some((x.to_owned(), y.to_owned()))
-        }
+        (Some((x, y)), None) if slips.iter().all(|f| f.0 < 2) => Some((x.to_owned(), y.to_owned())),
         _ => None,
     }
 }
@@ -559,9 +559,10 @@ pub fn respell(text: &str, lex: &Lexicon, max_words: usize) -> Option<String> {
         {
             continue;
         }
-        let fixed = unglue(&w, lex)
+        let found = slips(&w, lex);
+        let fixed = unglue(&w, lex, &found)
             .map(|(x, y)| format!("{x} {y}"))
-            .or_else(|| correct(&w, lex));
+            .or_else(|| choose(found));
         if let Some(fixed) = fixed {
             let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 8));
             o.push_str(&text[copied..start]);
@@ -608,12 +609,10 @@ pub fn tokenize(text: &str, lex: &Lexicon, max_words: usize) -> Vec<Token> {
                     .filter(|f| f.0 == top)
                     .map(|f| f.2.clone())
                     .collect();
-                if found.iter().all(|f| f.0 < 2) {
-                    if let Some((x, y)) = unglue(&s, lex) {
-                        toks.push(word_token(x, lex));
-                        toks.push(word_token(y, lex));
-                        continue;
-                    }
+                if let Some((x, y)) = unglue(&s, lex, &found) {
+                    toks.push(word_token(x, lex));
+                    toks.push(word_token(y, lex));
+                    continue;
                 }
                 if let Some(c) = choose(found) {
                     toks.push(word_token(c, lex));
