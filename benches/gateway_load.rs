@@ -528,6 +528,7 @@ async fn exact_hit_row(client: &reqwest::Client, url: &str, args: &Args) {
     open_loop(client, url, body.clone(), args.rate, 1.0).await;
     let hit = client
         .post(url)
+        .header("content-type", "application/json")
         .body(body.as_ref().clone())
         .send()
         .await

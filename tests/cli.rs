@@ -196,3 +196,67 @@ fn unknown_config_key_fails_start_up_naming_file_and_field() {
         "{err}"
     );
 }
+
+/// Issue 14, log amplification: a client's huge model name is clipped in the request log
+/// line, and new cache partitions (one per `seed`) add no hnsw_rs lines at `info`.
+#[test]
+fn client_fields_are_clipped_in_logs_and_new_partitions_are_quiet() {
+    let mock = MockProvider::start(MockSettings::default()).unwrap();
+    let port = free_port();
+    let data = tempfile::tempdir().unwrap();
+    let child = deja()
+        .args(["serve", "--port", &port.to_string(), "--log-format", "json"])
+        .env("OPENAI_API_KEY", "sk-x")
+        .env("OPENAI_BASE_URL", mock.base_url())
+        .env("DEJA_DATA_DIR", data.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Kill(child);
+    wait_ready(port);
+    let send = |body: String| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut buf = String::new();
+        std::io::Read::read_to_string(&mut s, &mut buf).unwrap();
+        buf
+    };
+    let huge = format!("openai/{}", "m".repeat(200_000));
+    for _ in 0..3 {
+        let body = json!({"model": huge, "messages": [{"role": "user", "content": "hi"}]});
+        let reply = send(body.to_string());
+        assert!(reply.starts_with("HTTP/1.1 200"), "{}", &reply[..200]);
+    }
+    for seed in 0..5 {
+        let body = json!({"model": "gpt-4o-mini", "seed": seed, "messages": [{"role": "user", "content": "What is the refund policy?"}]});
+        assert!(send(body.to_string()).starts_with("HTTP/1.1 200"));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    child.0.wait().unwrap();
+    let mut logs = String::new();
+    for line in BufReader::new(child.0.stderr.take().unwrap()).lines() {
+        logs.push_str(&line.unwrap());
+        logs.push('\n');
+    }
+    // Three request lines with the huge model, each clipped to a few hundred bytes.
+    assert!(logs.len() < 40_000, "{} bytes of log", logs.len());
+    let clipped = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .filter_map(|v| v["model"].as_str().map(str::to_owned))
+        .filter(|m| m.ends_with("bytes]"))
+        .count();
+    assert_eq!(clipped, 3, "{logs}");
+    assert!(
+        !logs.to_ascii_lowercase().contains("hnsw"),
+        "hnsw_rs chatter at info:\n{logs}"
+    );
+}

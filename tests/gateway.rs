@@ -431,6 +431,7 @@ async fn client_errors_are_openai_shaped_400_404_413() {
     let r = h
         .client
         .post(h.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await
@@ -559,6 +560,7 @@ async fn malformed_input_never_disturbs_other_requests() {
         let url = h.url("/v1/chat/completions");
         futs.push(tokio::spawn(async move {
             c.post(url)
+                .header("content-type", "application/json")
                 .body(body)
                 .send()
                 .await

@@ -581,6 +581,7 @@ async fn anthropic_api_errors_are_anthropic_shaped() {
     let r =
         s.h.client
             .post(s.h.url("/anthropic/v1/messages"))
+            .header("content-type", "application/json")
             .body("{not json")
             .send()
             .await

@@ -260,6 +260,11 @@ impl VectorIndex {
             .clone()
     }
 
+    /// How many partitions exist.
+    pub(crate) fn len(&self) -> usize {
+        self.parts.read().len()
+    }
+
     pub(crate) fn parts(&self) -> Vec<Arc<PartIndex>> {
         self.parts.read().values().cloned().collect()
     }

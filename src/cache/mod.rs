@@ -108,6 +108,29 @@ pub struct CacheConfig {
     /// Period of the background dump of changed graphs (0 = only at
     /// shutdown and after rebuilds).
     pub index_dump_interval_secs: u64,
+    /// Most partitions (model route x namespace x parameters) the cache keeps. A
+    /// request that would open one more is answered without the cache (`bypass`,
+    /// reason `partition-limit`, counted), so spraying parameter values (a new `seed`
+    /// each request) cannot grow memory or the index without bound.
+    pub max_partitions: usize,
+    /// When the embedder cannot give a lookup its embedding within
+    /// `max_embed_wait_ms` (queue full or too long): `bypass` sends the request
+    /// upstream uncached (`x-deja-cache: bypass`, reason `embedder-overloaded`);
+    /// `reject` answers 503 with a `Retry-After` from the embedder's real queue.
+    pub on_overload: OnOverload,
+    /// Longest a lookup waits for its embedding before `on_overload` applies.
+    pub max_embed_wait_ms: u64,
+}
+
+/// What a lookup does when the embedder is too busy to answer in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOverload {
+    /// Go upstream without the cache (the cache is an optimisation).
+    #[default]
+    Bypass,
+    /// Answer 503 with `Retry-After`.
+    Reject,
 }
 
 impl Default for CacheConfig {
@@ -128,6 +151,9 @@ impl Default for CacheConfig {
             respell: true,
             index_dump: true,
             index_dump_interval_secs: 300,
+            max_partitions: 1000,
+            on_overload: OnOverload::Bypass,
+            max_embed_wait_ms: 250,
         }
     }
 }
@@ -159,6 +185,12 @@ impl CacheConfig {
         }
         if self.sweep_interval_secs == 0 {
             return bad("sweep_interval_secs must be > 0");
+        }
+        if self.max_partitions == 0 {
+            return bad("max_partitions must be >= 1");
+        }
+        if self.max_embed_wait_ms == 0 {
+            return bad("max_embed_wait_ms must be >= 1");
         }
         Ok(())
     }
@@ -233,6 +265,9 @@ pub enum CacheError {
     /// Invalid configuration.
     #[error("invalid cache config: {0}")]
     Config(String),
+    /// Storing would open a partition beyond `max_partitions`.
+    #[error("the cache holds its maximum of {max} partitions (cache.max_partitions)")]
+    PartitionLimit { max: usize },
     /// The writer actor is gone (mailbox closed).
     #[error("cache writer unavailable")]
     WriterGone,

@@ -767,6 +767,12 @@ impl CacheStore {
     }
 
     /// Counters for the admin API.
+    /// Whether entries may be stored in `partition`: it exists, or there is room for
+    /// one more under `max_partitions`.
+    pub fn admits_partition(&self, partition: &str) -> bool {
+        self.index.part(partition).is_some() || self.index.len() < self.cfg.max_partitions
+    }
+
     pub fn stats(&self) -> CacheStats {
         let parts = self.index.parts();
         let index_points: usize = parts.iter().map(|p| p.points()).sum();
@@ -856,6 +862,18 @@ impl CacheStore {
             .collect::<CacheResult<Vec<_>>>()?;
 
         let mut w = self.writer.lock();
+        let mut new_parts: Vec<&str> = prepared
+            .iter()
+            .map(|p| p.partition.as_str())
+            .filter(|name| self.index.part(name).is_none())
+            .collect();
+        new_parts.sort_unstable();
+        new_parts.dedup();
+        if !new_parts.is_empty() && self.index.len() + new_parts.len() > self.cfg.max_partitions {
+            return Err(CacheError::PartitionLimit {
+                max: self.cfg.max_partitions,
+            });
+        }
         self.apply_hits_locked(&mut w)?;
         let ids = prepared
             .iter()

@@ -25,6 +25,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub telemetry: TelemetryConfig,
     pub discovery: DiscoveryConfig,
+    /// `/metrics` (`[metrics]`).
+    pub metrics: MetricsConfig,
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
     /// The semantic cache (`[cache]`, `[cache.hnsw]`).
@@ -45,6 +47,10 @@ pub struct ServerConfig {
     pub port: u16,
     pub data_dir: PathBuf,
     pub max_body_bytes: usize,
+    /// A request body must arrive whole within this many seconds (else 408).
+    pub body_timeout_secs: u64,
+    /// Bytes held by all request bodies still being received; past it, 503.
+    pub max_pending_body_bytes: usize,
     pub shutdown_timeout_secs: u64,
     pub workers: usize,
     /// Busy polling: a worker that served a request in the last this-many µs keeps
@@ -64,6 +70,16 @@ pub struct RoutingConfig {
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub token: Option<Secret>,
+}
+
+/// Who may read `/metrics`, and where.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Require the admin bearer token on `/metrics`.
+    pub require_token: bool,
+    /// Serve `/metrics` on this separate `host:port` only (empty: on the main port).
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -392,10 +408,15 @@ pub fn load(
     let mut config: Config =
         serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
             let path = e.path().to_string();
+            let message = e.into_inner().to_string();
             ConfigError::Invalid {
                 source_name: source_for(&path),
+                message: if is_secret_path(&path) {
+                    without_values(&message)
+                } else {
+                    message
+                },
                 path,
-                message: e.into_inner().to_string(),
             }
         })?;
 
@@ -410,6 +431,36 @@ pub fn load(
         message,
     })?;
     Ok(config)
+}
+
+/// Whether a config path names a secret-bearing field (or something inside one): its
+/// value must never be echoed, whatever the error.
+fn is_secret_path(path: &str) -> bool {
+    const SECRET_WORDS: [&str; 6] = ["key", "token", "secret", "password", "credential", "auth"];
+    path.split(['.', '[', ']'])
+        .map(str::to_ascii_lowercase)
+        .any(|seg| SECRET_WORDS.iter().any(|w| seg.contains(w)))
+}
+
+/// A deserialisation message with every quoted or literal value removed: serde writes
+/// values as `string "..."`, `` `...` `` or after `invalid value: `; keep only the kind
+/// of error and what was expected.
+fn without_values(message: &str) -> String {
+    let expected = message
+        .find("expected")
+        .map(|i| message[i..].lines().next().unwrap_or_default().trim_end());
+    let kind = if message.starts_with("invalid type") {
+        "invalid type (value hidden: secret field)"
+    } else if message.starts_with("missing field") || message.starts_with("unknown field") {
+        // Field names, not values: safe and useful.
+        return message.to_owned();
+    } else {
+        "invalid value (value hidden: secret field)"
+    };
+    match expected {
+        Some(e) if !e.contains('"') && !e.contains('`') => format!("{kind}, {e}"),
+        _ => kind.to_owned(),
+    }
 }
 
 /// An env var's value: a TOML scalar/array when it parses as one, else a plain string.
@@ -591,6 +642,30 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
             "expected a positive size".into(),
         ));
     }
+    if config.server.body_timeout_secs == 0 {
+        return Err((
+            "server.body_timeout_secs".into(),
+            "expected a positive number of seconds".into(),
+        ));
+    }
+    if config.server.max_pending_body_bytes < config.server.max_body_bytes {
+        return Err((
+            "server.max_pending_body_bytes".into(),
+            "expected at least server.max_body_bytes (one whole body must fit)".into(),
+        ));
+    }
+    if !config.metrics.listen.is_empty() {
+        config
+            .metrics
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| {
+                (
+                    "metrics.listen".to_owned(),
+                    format!("expected host:port (e.g. 127.0.0.1:9100): {e}"),
+                )
+            })?;
+    }
     Ok(())
 }
 
@@ -683,6 +758,46 @@ mod tests {
             err.contains("providers.o.api_key") && err.contains("NOT_SET_ANYWHERE"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn config_errors_never_echo_a_secret_value() {
+        let cases = [
+            "[providers.o]\nkind = \"openai\"\nkeys = \"sk-live-SECRETVALUE\"\n",
+            "[providers.o]\nkind = \"openai\"\napi_key = [\"sk-live-SECRETVALUE\"]\n",
+            "[providers.o]\nkind = \"openai\"\napi_key = 12345678\n",
+            "[providers.o]\nkind = \"openai\"\nkeys = [{ key = 12345678 }]\n",
+            "[providers.o]\nkind = \"openai\"\nkeys = [{ key = \"sk-live-SECRETVALUE\", weight = \"sk-live-SECRETVALUE\" }]\n",
+            "[admin]\ntoken = [\"sk-live-SECRETVALUE\"]\n",
+            "[providers.b]\nkind = \"bedrock\"\naws_secret_access_key = { v = \"sk-live-SECRETVALUE\" }\n",
+        ];
+        for text in cases {
+            let f = file(text);
+            let err = load(Some(f.path()), &env(&[]), &Overrides::default())
+                .expect_err(text)
+                .to_string();
+            assert!(!err.contains("SECRETVALUE"), "{text} -> {err}");
+            assert!(!err.contains("12345678"), "{text} -> {err}");
+            assert!(
+                err.contains("providers.") || err.contains("admin."),
+                "{err}"
+            );
+        }
+        // The same from the environment.
+        let err = load(
+            None,
+            &env(&[("DEJA__ADMIN__TOKEN", "[\"sk-live-SECRETVALUE\"]")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("SECRETVALUE"), "{err}");
+        // A non-secret field still shows the value, which helps.
+        let f = file("[server]\nport = \"eighty\"\n");
+        let err = load(Some(f.path()), &env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("eighty"), "{err}");
     }
 
     #[test]

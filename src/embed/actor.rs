@@ -173,6 +173,11 @@ impl EmbedderHandle {
         }
     }
 
+    /// Expected wait of a new interactive job (placeholder until the priority queue lands).
+    pub fn estimated_wait(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Texts currently waiting or being embedded.
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Acquire)

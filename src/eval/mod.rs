@@ -110,8 +110,10 @@ impl Bench {
         let token = format!("eval-{}", uuid::Uuid::new_v4());
         // No graph dumps: the cache lives in a temporary directory that is removed as soon
         // as the run ends, possibly while a shutdown dump would still be writing into it.
+        // An eval measures the cache's decisions, not its overload policy: every lookup
+        // waits for its embedding however busy the embedder is.
         let mut toml_text = format!(
-            "[providers.mock]\nkind = \"openai-compatible\"\nbase_url = \"{}\"\ndiscover_models = false\n[cache]\nindex_dump = false\n",
+            "[providers.mock]\nkind = \"openai-compatible\"\nbase_url = \"{}\"\ndiscover_models = false\n[cache]\nindex_dump = false\nmax_embed_wait_ms = 600000\n",
             mock.base_url()
         );
         if let Some(s) = &opts.strictness {

@@ -34,6 +34,12 @@ pub fn stats(gw: &Gateway) -> Result<Value, GatewayError> {
         "hits": {"exact": he, "semantic": hs},
         "misses": mi,
         "bypass": n.bypass.load(Ordering::Relaxed),
+        "bypass_reasons": super::cached::BypassReason::ALL
+            .iter()
+            .zip(&n.bypass_reasons)
+            .map(|(r, v)| (r.as_str().to_owned(), json!(v.load(Ordering::Relaxed))))
+            .collect::<Map<String, Value>>(),
+        "max_partitions": c.config.max_partitions,
         "coalesced": n.coalesced.load(Ordering::Relaxed),
         "stored": n.stored.load(Ordering::Relaxed),
         "hit_rate": if lookups == 0 { 0.0 } else { (he + hs) as f64 / lookups as f64 },
@@ -196,7 +202,16 @@ fn default_k() -> usize {
 pub async fn search(gw: &Gateway, req: SearchRequest) -> Result<Value, GatewayError> {
     let c = cache(gw)?;
     let (key, _) = req.query.key(gw)?;
-    let threshold = req.threshold.unwrap_or(c.config.similarity_threshold);
+    let threshold = match req.threshold {
+        None => c.config.similarity_threshold,
+        Some(t) if (0.0..=1.0).contains(&t) => t,
+        Some(t) => {
+            return Err(GatewayError::invalid(
+                format!("threshold must be a number between 0 and 1, got {t}."),
+                Some("threshold"),
+            ))
+        }
+    };
     let exact = c
         .handle
         .get_exact(&ExactKey(key.exact))
@@ -447,6 +462,18 @@ pub fn metrics(gw: &Gateway) -> String {
         for (reason, v) in reasons {
             let _ = writeln!(s, "deja_cache_refusals_total{{reason=\"{reason}\"}} {v}");
         }
+        let _ = writeln!(s, "# HELP deja_cache_bypass_total Requests that allowed the cache but went upstream without it, by reason.\n# TYPE deja_cache_bypass_total counter");
+        for (r, v) in super::cached::BypassReason::ALL
+            .iter()
+            .zip(&n.bypass_reasons)
+        {
+            let _ = writeln!(
+                s,
+                "deja_cache_bypass_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                v.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(
             s,
             "# TYPE deja_cache_coalesced_total counter\ndeja_cache_coalesced_total {}",
@@ -467,6 +494,11 @@ pub fn metrics(gw: &Gateway) -> String {
             s,
             "# TYPE deja_cache_bytes gauge\ndeja_cache_bytes {}",
             st.bytes
+        );
+        let _ = writeln!(
+            s,
+            "# TYPE deja_cache_partitions gauge\ndeja_cache_partitions {}",
+            st.partitions
         );
         let _ = writeln!(
             s,

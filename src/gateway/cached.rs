@@ -6,7 +6,7 @@ use super::{call_provider, GatewayError, ParsedRequest, Reply, ReplyBody};
 use crate::cache::key::{cache_key, CacheKey};
 use crate::cache::replay::{is_cacheable, to_sse, SseAssembler};
 use crate::cache::verify::Prepared;
-use crate::cache::{CacheConfig, CacheHandle, Cached, Candidate, ExactKey, NewEntry};
+use crate::cache::{CacheConfig, CacheHandle, Cached, Candidate, ExactKey, NewEntry, OnOverload};
 use crate::embed::{EmbedError, EmbedderHandle};
 use crate::providers::{Endpoint, Route};
 use bytes::Bytes;
@@ -34,6 +34,32 @@ pub struct CacheMeta {
     /// Time this request waited for deja's embedder (a cache lookup that embedded,
     /// or local embeddings): the `x-deja-embed-us` header.
     pub embed: Option<Duration>,
+    /// Why the cache was left out although the request allowed it
+    /// (`x-deja-cache-bypass-reason`): see [`BypassReason`].
+    pub bypass_reason: Option<BypassReason>,
+}
+
+/// Why a request that allowed the cache went upstream without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BypassReason {
+    /// The embedder could not embed the lookup within `cache.max_embed_wait_ms`.
+    EmbedderOverloaded,
+    /// The request would open a partition beyond `cache.max_partitions`.
+    PartitionLimit,
+}
+
+impl BypassReason {
+    pub const ALL: [BypassReason; 2] = [
+        BypassReason::EmbedderOverloaded,
+        BypassReason::PartitionLimit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BypassReason::EmbedderOverloaded => "embedder-overloaded",
+            BypassReason::PartitionLimit => "partition-limit",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,28 +104,102 @@ impl Default for CacheControls {
     }
 }
 
+/// The `x-deja-*` request headers deja reads. Any other `x-deja-*` request header is
+/// refused (400), so a misspelt control is never silently ignored.
+pub const REQUEST_HEADERS: &[&str] = &[
+    "x-deja-cache",
+    "x-deja-cache-threshold",
+    "x-deja-cache-ttl",
+    "x-deja-cache-namespace",
+];
+
+/// Longest namespace accepted, in characters (after percent-decoding).
+pub const MAX_NAMESPACE_CHARS: usize = 128;
+
+/// A header value as text when it is visible ASCII (spaces and tabs allowed inside).
+fn visible_ascii<'a>(name: &str, raw: &'a [u8]) -> Result<&'a str, GatewayError> {
+    if raw
+        .iter()
+        .all(|&b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+    {
+        // Only ASCII bytes: always valid UTF-8.
+        Ok(std::str::from_utf8(raw).unwrap_or_default().trim())
+    } else {
+        Err(GatewayError::invalid(
+            format!(
+                "{name} must be visible ASCII; percent-encode other characters \
+                 (x-deja-cache-namespace accepts UTF-8 percent-encoding, e.g. tenant-%C3%A9)."
+            ),
+            Some(name),
+        ))
+    }
+}
+
 impl CacheControls {
-    /// Parse from a header lookup. `x-deja-cache: on | off | read-only | write-only`;
+    /// Parse from the request's headers (name in lower case, raw value), every
+    /// occurrence in order. `x-deja-cache: on | off | read-only | write-only`;
     /// `Cache-Control: no-cache` skips reading, `no-store` skips writing.
-    pub fn parse<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Result<Self, GatewayError> {
+    ///
+    /// Every `x-deja-*` header must be one of [`REQUEST_HEADERS`], appear once and be
+    /// visible ASCII; anything else is an error naming the header (never ignored).
+    pub fn from_headers<'a>(
+        headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<Self, GatewayError> {
+        let mut deja: [Option<&'a str>; REQUEST_HEADERS.len()] = [None; REQUEST_HEADERS.len()];
+        let mut cache_control: Vec<&'a [u8]> = Vec::new();
+        for (name, raw) in headers {
+            if name.eq_ignore_ascii_case("cache-control") {
+                cache_control.push(raw);
+                continue;
+            }
+            if !name
+                .get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("x-deja-"))
+            {
+                continue;
+            }
+            let lower = name.to_ascii_lowercase();
+            let Some(i) = REQUEST_HEADERS.iter().position(|h| *h == lower) else {
+                return Err(GatewayError::invalid(
+                    format!(
+                        "Unknown request header {}; deja reads {}.",
+                        crate::telemetry::clip(&lower, 64),
+                        REQUEST_HEADERS.join(", ")
+                    ),
+                    Some(&crate::telemetry::clip(&lower, 64)),
+                ));
+            };
+            let header = REQUEST_HEADERS[i];
+            if deja[i].is_some() {
+                return Err(GatewayError::invalid(
+                    format!("{header} was sent more than once; send it once."),
+                    Some(header),
+                ));
+            }
+            deja[i] = Some(visible_ascii(header, raw)?);
+        }
+        let [cache, threshold, ttl, namespace] = deja;
         let mut c = CacheControls::default();
-        if let Some(v) = header("x-deja-cache") {
-            (c.read, c.write) = match v.trim().to_ascii_lowercase().as_str() {
+        if let Some(v) = cache {
+            (c.read, c.write) = match v.to_ascii_lowercase().as_str() {
                 "on" | "" => (true, true),
                 "off" => (false, false),
                 "read-only" => (true, false),
                 "write-only" => (false, true),
-                other => {
+                _ => {
                     return Err(GatewayError::invalid(
                         format!(
-                            "x-deja-cache must be on, off, read-only or write-only, got `{other}`."
+                            "x-deja-cache must be on, off, read-only or write-only, got `{}`.",
+                            crate::telemetry::clip(v, 64)
                         ),
                         Some("x-deja-cache"),
                     ))
                 }
             };
         }
-        if let Some(cc) = header("cache-control") {
+        // A standard header, which may repeat: every directive of every occurrence counts.
+        for cc in cache_control {
+            let cc = String::from_utf8_lossy(cc);
             for d in cc.split(',').map(|d| d.trim().to_ascii_lowercase()) {
                 match d.as_str() {
                     "no-cache" => c.read = false,
@@ -108,41 +208,69 @@ impl CacheControls {
                 }
             }
         }
-        if let Some(t) = header("x-deja-cache-threshold") {
-            let v: f32 =
-                t.trim()
-                    .parse()
-                    .ok()
-                    .filter(|v: &f32| (0.0..=1.0).contains(v))
-                    .ok_or_else(|| {
-                        GatewayError::invalid(
-                    format!("x-deja-cache-threshold must be a number between 0 and 1, got `{t}`."),
-                    Some("x-deja-cache-threshold"),
-                )
-                    })?;
+        if let Some(t) = threshold {
+            let v: f32 = t
+                .parse()
+                .ok()
+                .filter(|v: &f32| (0.0..=1.0).contains(v))
+                .ok_or_else(|| {
+                    GatewayError::invalid(
+                        format!(
+                            "x-deja-cache-threshold must be a number between 0 and 1, got `{}`.",
+                            crate::telemetry::clip(t, 64)
+                        ),
+                        Some("x-deja-cache-threshold"),
+                    )
+                })?;
             c.threshold = Some(v);
         }
-        if let Some(t) = header("x-deja-cache-ttl") {
-            let v: u64 = t.trim().parse().ok().filter(|v| *v > 0).ok_or_else(|| {
+        if let Some(t) = ttl {
+            let v: u64 = t.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
                 GatewayError::invalid(
-                    format!("x-deja-cache-ttl must be a positive number of seconds, got `{t}`."),
+                    format!(
+                        "x-deja-cache-ttl must be a positive number of seconds, got `{}`.",
+                        crate::telemetry::clip(t, 64)
+                    ),
                     Some("x-deja-cache-ttl"),
                 )
             })?;
             c.ttl_secs = Some(v);
         }
-        if let Some(ns) = header("x-deja-cache-namespace") {
-            let ns = ns.trim();
-            if ns.len() > 128 || ns.chars().any(|ch| ch.is_control()) {
-                return Err(GatewayError::invalid(
-                    "x-deja-cache-namespace must be at most 128 printable characters.",
-                    Some("x-deja-cache-namespace"),
-                ));
-            }
-            c.namespace = ns.to_owned();
+        if let Some(ns) = namespace {
+            c.namespace = parse_namespace(ns)?;
         }
         Ok(c)
     }
+}
+
+/// `x-deja-cache-namespace`: visible ASCII, where `%XX` escapes spell UTF-8 (so a
+/// namespace may be any text: `tenant-%C3%A9` is `tenant-é`). A `%` not followed by
+/// two hex digits, or escapes that are not UTF-8, are refused rather than guessed.
+pub fn parse_namespace(raw: &str) -> Result<String, GatewayError> {
+    let bad = |why: &str| {
+        GatewayError::invalid(
+            format!("x-deja-cache-namespace {why}."),
+            Some("x-deja-cache-namespace"),
+        )
+    };
+    let b = raw.as_bytes();
+    for (i, _) in raw.match_indices('%') {
+        let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+        if !(hex(i + 1) && hex(i + 2)) {
+            return Err(bad(
+                "has a `%` that is not followed by two hex digits (write a literal % as %25)",
+            ));
+        }
+    }
+    let ns = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| bad("percent-escapes must spell UTF-8 text"))?;
+    if ns.chars().count() > MAX_NAMESPACE_CHARS || ns.chars().any(char::is_control) {
+        return Err(bad(&format!(
+            "must be at most {MAX_NAMESPACE_CHARS} printable characters"
+        )));
+    }
+    Ok(ns.into_owned())
 }
 
 /// Counters for `/admin/cache/stats` and `/metrics`.
@@ -155,6 +283,8 @@ pub struct CacheCounters {
     pub coalesced: AtomicU64,
     pub stored: AtomicU64,
     pub refusals: Mutex<HashMap<String, u64>>,
+    /// Bypasses by [`BypassReason`] (index = position in [`BypassReason::ALL`]).
+    pub bypass_reasons: [AtomicU64; BypassReason::ALL.len()],
 }
 
 impl CacheCounters {
@@ -168,6 +298,10 @@ impl CacheCounters {
         c.fetch_add(1, Ordering::Relaxed);
         if m.coalesced {
             self.coalesced.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(r) = m.bypass_reason {
+            let i = BypassReason::ALL.iter().position(|x| *x == r).unwrap_or(0);
+            self.bypass_reasons[i].fetch_add(1, Ordering::Relaxed);
         }
         if let Some(r) = &m.refused {
             *self
@@ -350,6 +484,34 @@ impl SemanticCache {
         Ok(false)
     }
 
+    /// The serving lookup, bounded by `cache.max_embed_wait_ms`: when the embedder's
+    /// queue is full, or its expected wait is already longer, or the embedding does not
+    /// come in time, `Overloaded` with a `Retry-After` from the embedder's real queue.
+    /// A lookup given up is dropped from the embedder's queue, costing it nothing.
+    pub async fn lookup_in_time(
+        &self,
+        key: &CacheKey,
+        threshold: f32,
+    ) -> Result<Lookup, GatewayError> {
+        let limit = Duration::from_millis(self.config.max_embed_wait_ms);
+        let overloaded = || GatewayError::Overloaded {
+            what: "embedder",
+            retry_after_secs: retry_after_secs(self.embedder.estimated_wait()),
+        };
+        if self.embedder.estimated_wait() > limit {
+            return Err(overloaded());
+        }
+        match tokio::time::timeout(
+            limit,
+            self.candidates(key, threshold, self.config.top_k, true),
+        )
+        .await
+        {
+            Ok(Err(GatewayError::Overloaded { .. })) | Err(_) => Err(overloaded()),
+            Ok(r) => r,
+        }
+    }
+
     /// Store a complete response under `key` (embedding it when `vector` is `None`).
     pub async fn store(
         &self,
@@ -385,6 +547,11 @@ impl SemanticCache {
         self.counters.stored.fetch_add(1, Ordering::Relaxed);
         Ok(ids.first().copied().unwrap_or_default())
     }
+}
+
+/// Whole seconds to tell a client to wait (at least 1).
+pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 pub(crate) fn embed_error(e: EmbedError) -> GatewayError {
@@ -510,6 +677,9 @@ async fn serve_inner(
         return call_provider(gw, route, req).await;
     };
     let (stream, usage) = (req.stream, include_usage(&req));
+    if !cache.handle.store.admits_partition(&key.partition) {
+        return bypass(gw, route, req, BypassReason::PartitionLimit).await;
+    }
     let mut meta = CacheMeta {
         status: CacheStatus::Miss,
         ..Default::default()
@@ -530,9 +700,15 @@ async fn serve_inner(
         let threshold = controls
             .threshold
             .unwrap_or(cache.config.similarity_threshold);
-        let lookup = cache
-            .candidates(&key, threshold, cache.config.top_k, true)
-            .await?;
+        let lookup = match cache.lookup_in_time(&key, threshold).await {
+            Ok(l) => l,
+            Err(GatewayError::Overloaded { .. })
+                if cache.config.on_overload == OnOverload::Bypass =>
+            {
+                return bypass(gw, route, req, BypassReason::EmbedderOverloaded).await;
+            }
+            Err(e) => return Err(e),
+        };
         meta.embed = Some(lookup.embed);
         if let Some(best) = lookup.judged.iter().find(|j| j.accepted) {
             meta.status = CacheStatus::HitSemantic;
@@ -617,7 +793,7 @@ async fn serve_inner(
                         .store(&key, &model, &ns, vector, (*body).clone(), ttl)
                         .await
                     {
-                        tracing::warn!(error = %e, "storing a response in the cache failed");
+                        store_failed(&e);
                     }
                 });
             }
@@ -628,13 +804,18 @@ async fn serve_inner(
                     inner: s,
                     asm: Some(SseAssembler::new()),
                     on_done: Some(Box::new(move |body: Option<Value>| {
-                        let body = body.filter(|v| is_cacheable(v, allow_truncated)).map(Arc::new);
+                        let body = body
+                            .filter(|v| is_cacheable(v, allow_truncated))
+                            .map(Arc::new);
                         let cache = guard.cache.clone();
                         guard.finish(body.clone());
                         if let Some(body) = body {
                             actix_rt::spawn(async move {
-                                if let Err(e) = cache.store(&key, &model, &ns, vector, (*body).clone(), ttl).await {
-                                    tracing::warn!(error = %e, "storing a streamed response in the cache failed");
+                                if let Err(e) = cache
+                                    .store(&key, &model, &ns, vector, (*body).clone(), ttl)
+                                    .await
+                                {
+                                    store_failed(&e);
                                 }
                             });
                         }
@@ -646,6 +827,36 @@ async fn serve_inner(
         ReplyBody::Json(_) => guard.finish(None),
     }
     Ok(reply)
+}
+
+/// A response that could not be stored: an overloaded embedder or a full partition
+/// table are expected under load (counted elsewhere), not worth a warning per request.
+fn store_failed(e: &GatewayError) {
+    match e {
+        GatewayError::Overloaded { .. } => {
+            tracing::debug!(error = %e, "response not cached: embedder overloaded")
+        }
+        GatewayError::Cache(m) if m.contains("cache.max_partitions") => {
+            tracing::debug!(error = %e, "response not cached: partition limit")
+        }
+        _ => tracing::warn!(error = %e, "storing a response in the cache failed"),
+    }
+}
+
+/// Answer upstream without the cache, saying why.
+async fn bypass(
+    gw: &super::Gateway,
+    route: &Route,
+    req: ParsedRequest,
+    reason: BypassReason,
+) -> Result<Reply, GatewayError> {
+    let mut r = call_provider(gw, route, req).await?;
+    r.cache = CacheMeta {
+        status: CacheStatus::Bypass,
+        bypass_reason: Some(reason),
+        ..Default::default()
+    };
+    Ok(r)
 }
 
 /// Removes the in-flight marker and wakes waiters; dropping it unfinished wakes them

@@ -346,9 +346,7 @@ pub async fn call_provider(
     mut req: ParsedRequest,
 ) -> Result<Reply, GatewayError> {
     let handle = gw.providers.get(&route.provider).ok_or_else(|| {
-        GatewayError::ModelNotFound(crate::providers::RouteError::UnknownModel(
-            req.model.clone(),
-        ))
+        GatewayError::ModelNotFound(crate::providers::RouteError::unknown(&req.model))
     })?;
     req.body
         .insert("model".into(), Value::String(route.model.clone()));

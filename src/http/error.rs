@@ -14,6 +14,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("Could not read the request body: {0}")]
     BodyRead(String),
+    #[error("The request body did not arrive within {secs} s (server.body_timeout_secs).")]
+    BodyTimeout { secs: u64 },
+    #[error("Too many request bodies are being received at once; retry shortly.")]
+    BodiesBusy,
+    #[error("{}", unsupported_media_type(.0.as_deref()))]
+    UnsupportedMediaType(Option<String>),
     #[error("{0}")]
     Unauthorized(&'static str),
     #[error("{0}")]
@@ -24,13 +30,20 @@ pub enum ApiError {
     MethodNotAllowed { method: String, path: String },
 }
 
+fn unsupported_media_type(got: Option<&str>) -> String {
+    match got {
+        Some(g) => format!("Content-Type must be application/json, got `{g}`."),
+        None => "Content-Type must be application/json; the request has none.".into(),
+    }
+}
+
 impl ApiError {
     /// OpenAI's `type` field.
     fn kind(&self) -> &'static str {
         match self.status_code().as_u16() {
             401 => "authentication_error",
             404 => "not_found_error",
-            413 | 400 | 405 => "invalid_request_error",
+            413 | 400 | 405 | 408 | 415 => "invalid_request_error",
             503 => "overloaded_error",
             _ => "api_error",
         }
@@ -40,6 +53,8 @@ impl ApiError {
         match self {
             ApiError::Gateway(GatewayError::ModelNotFound(_)) => Some("model_not_found"),
             ApiError::PayloadTooLarge { .. } => Some("payload_too_large"),
+            ApiError::BodyTimeout { .. } => Some("body_timeout"),
+            ApiError::UnsupportedMediaType(_) => Some("unsupported_media_type"),
             ApiError::Gateway(GatewayError::Provider(ProviderError::Timeout { .. })) => {
                 Some("upstream_timeout")
             }
@@ -80,6 +95,9 @@ impl ResponseError for ApiError {
             },
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::BodyRead(_) => 400,
+            ApiError::BodyTimeout { .. } => 408,
+            ApiError::BodiesBusy => 503,
+            ApiError::UnsupportedMediaType(_) => 415,
             ApiError::Unauthorized(_) => 401,
             ApiError::BadQuery(_) => 400,
             ApiError::RouteNotFound { .. } => 404,

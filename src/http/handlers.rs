@@ -1,6 +1,6 @@
 //! Thin handlers: extract, call one gateway function, map the result.
 
-use super::body::read_limited;
+use super::body::read_body;
 use super::error::ApiError;
 use super::middleware::RouteInfo;
 use super::AppState;
@@ -18,7 +18,18 @@ pub const X_DEJA_CACHE: HeaderName = HeaderName::from_static("x-deja-cache");
 pub const X_DEJA_CACHE_SIMILARITY: HeaderName = HeaderName::from_static("x-deja-cache-similarity");
 pub const X_DEJA_CACHE_ENTRY: HeaderName = HeaderName::from_static("x-deja-cache-entry");
 pub const X_DEJA_CACHE_REFUSED: HeaderName = HeaderName::from_static("x-deja-cache-refused");
+pub const X_DEJA_CACHE_BYPASS_REASON: HeaderName =
+    HeaderName::from_static("x-deja-cache-bypass-reason");
 pub const X_DEJA_EMBED_US: HeaderName = HeaderName::from_static("x-deja-embed-us");
+
+/// The request's cache controls from its headers (every occurrence of each).
+pub(super) fn cache_controls(req: &HttpRequest) -> Result<CacheControls, gateway::GatewayError> {
+    CacheControls::from_headers(
+        req.headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+    )
+}
 
 async fn forward(
     state: web::Data<AppState>,
@@ -27,9 +38,8 @@ async fn forward(
     endpoint: Endpoint,
 ) -> Result<HttpResponse, ApiError> {
     let start = Instant::now();
-    let controls =
-        CacheControls::parse(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))?;
-    let body = read_limited(&req, payload, state.gateway.config.server.max_body_bytes).await?;
+    let controls = cache_controls(&req)?;
+    let body = read_body(&req, payload, &state).await?;
     let reply = gateway::forward(&state.gateway, endpoint, &body, &controls).await?;
     Ok(respond(reply, start))
 }
@@ -62,10 +72,28 @@ pub async fn models(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(gateway::list_models(&state.gateway))
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+/// `GET /metrics`; with `metrics.require_token`, only for the admin token.
+pub async fn metrics(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if state.gateway.config.metrics.require_token {
+        super::admin::authorize(&req)?;
+    }
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(gateway::admin::metrics(&state.gateway))
+        .body(gateway::admin::metrics(&state.gateway)))
+}
+
+/// `/metrics` on the main port: 404 when `metrics.listen` moves it elsewhere.
+pub async fn metrics_on_main_port(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if !state.gateway.config.metrics.listen.is_empty() {
+        return not_found(req).await;
+    }
+    metrics(state, req).await
 }
 
 pub async fn health() -> HttpResponse {
@@ -125,6 +153,9 @@ pub(super) fn respond(reply: Reply, start: Instant) -> HttpResponse {
         if let Ok(v) = HeaderValue::from_str(r) {
             b.insert_header((X_DEJA_CACHE_REFUSED, v));
         }
+    }
+    if let Some(r) = c.bypass_reason {
+        b.insert_header((X_DEJA_CACHE_BYPASS_REASON, r.as_str()));
     }
     if c.coalesced {
         b.insert_header(("x-deja-cache-coalesced", "true"));

@@ -2,7 +2,7 @@
 //! `count_tokens`): thin handlers over `gateway::messages`, with errors in Anthropic's
 //! shape `{"type":"error","error":{"type","message"}}`, which the Anthropic SDKs parse.
 
-use super::body::read_limited;
+use super::body::read_body;
 use super::error::ApiError;
 use super::handlers::respond;
 use super::AppState;
@@ -60,9 +60,7 @@ impl ResponseError for AnthropicError {
 }
 
 fn controls(req: &HttpRequest) -> Result<CacheControls, AnthropicError> {
-    Ok(CacheControls::parse(|name| {
-        req.headers().get(name).and_then(|v| v.to_str().ok())
-    })?)
+    Ok(super::handlers::cache_controls(req)?)
 }
 
 /// `POST /anthropic/v1/messages`, `POST /v1/messages`.
@@ -73,7 +71,7 @@ pub async fn messages(
 ) -> Result<HttpResponse, AnthropicError> {
     let start = Instant::now();
     let controls = controls(&req)?;
-    let body = read_limited(&req, payload, state.gateway.config.server.max_body_bytes).await?;
+    let body = read_body(&req, payload, &state).await?;
     let reply = gateway::messages::serve(&state.gateway, &body, &controls).await?;
     Ok(respond(reply, start))
 }
@@ -84,7 +82,7 @@ pub async fn count_tokens(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, AnthropicError> {
-    let body = read_limited(&req, payload, state.gateway.config.server.max_body_bytes).await?;
+    let body = read_body(&req, payload, &state).await?;
     Ok(HttpResponse::Ok().json(gateway::messages::count_tokens(&body)?))
 }
 

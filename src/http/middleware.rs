@@ -88,7 +88,7 @@ impl RequestLog {
                 latency_us,
                 completed,
                 provider = %i.provider,
-                model = %i.model,
+                model = %crate::telemetry::clip(&i.model, crate::telemetry::MAX_CLIENT_FIELD_BYTES),
                 "request"
             ),
             None => {

@@ -27,6 +27,27 @@ use std::time::Duration;
 /// Shared state for every worker.
 pub struct AppState {
     pub gateway: Arc<Gateway>,
+    /// Bytes held by request bodies still being received (`server.max_pending_body_bytes`).
+    pub pending_bodies: body::PendingBodies,
+}
+
+impl AppState {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        AppState {
+            gateway,
+            pending_bodies: body::PendingBodies::default(),
+        }
+    }
+
+    /// The limits request bodies are read under (`[server]`).
+    pub fn body_limits(&self) -> body::BodyLimits {
+        let s = &self.gateway.config.server;
+        body::BodyLimits {
+            max_bytes: s.max_body_bytes,
+            timeout: Duration::from_secs(s.body_timeout_secs),
+            max_pending_bytes: s.max_pending_body_bytes,
+        }
+    }
 }
 
 fn resource(path: &str, route: Route) -> actix_web::Resource {
@@ -92,7 +113,10 @@ pub fn create_app(
                 .default_service(web::to(messages::not_found)),
         )
         .service(resource("/health", web::get().to(handlers::health)))
-        .service(resource("/metrics", web::get().to(handlers::metrics)))
+        .service(resource(
+            "/metrics",
+            web::get().to(handlers::metrics_on_main_port),
+        ))
         .service(resource("/ready", web::get().to(handlers::ready)))
         .service(resource("/admin/cache/stats", web::get().to(admin::stats)))
         .service(
@@ -125,9 +149,33 @@ pub fn create_app(
 /// A server bound and running inside the current actix System.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when `metrics.listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub handle: ServerHandle,
-    pub server: actix_web::dev::Server,
+    /// Resolves when the main server has stopped (and the metrics server with it).
+    pub server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>>>>,
     pub state: web::Data<AppState>,
+}
+
+/// `/metrics` alone, for `metrics.listen`: one worker, everything else 404.
+fn start_metrics_server(
+    state: web::Data<AppState>,
+    addr: &str,
+) -> anyhow::Result<(SocketAddr, actix_web::dev::Server)> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on metrics.listen {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .service(resource("/metrics", web::get().to(handlers::metrics)))
+            .default_service(web::to(handlers::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok((bound, server))
 }
 
 /// Start the gateway's actors and bind the HTTP server on `listener`.
@@ -140,7 +188,7 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
         n => n,
     };
     let gateway = Gateway::start(config)?;
-    let state = web::Data::new(AppState { gateway });
+    let state = web::Data::new(AppState::new(gateway));
     let addr = listener.local_addr()?;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
@@ -165,9 +213,26 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     .disable_signals()
     .listen(listener)?
     .run();
+    let handle = server.handle();
+    let metrics = match state.gateway.config.metrics.listen.as_str() {
+        "" => None,
+        listen => Some(start_metrics_server(state.clone(), listen)?),
+    };
+    let metrics_addr = metrics.as_ref().map(|(a, _)| *a);
+    let server = Box::pin(async move {
+        let Some((_, m)) = metrics else {
+            return server.await;
+        };
+        let mh = m.handle();
+        actix_rt::spawn(m);
+        let r = server.await;
+        mh.stop(true).await;
+        r
+    });
     Ok(Running {
         addr,
-        handle: server.handle(),
+        metrics_addr,
+        handle,
         server,
         state,
     })
@@ -177,6 +242,7 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
 /// embedded mock. Dropping the handle does not stop it; call `stop`.
 pub struct Spawned {
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub handle: ServerHandle,
     pub state: web::Data<AppState>,
     pub thread: std::thread::JoinHandle<()>,
@@ -242,7 +308,11 @@ pub fn spawn(mut config: Config) -> anyhow::Result<Spawned> {
         sys.block_on(async move {
             match start(config, listener) {
                 Ok(r) => {
-                    let _ = tx.send(Ok((r.addr, r.handle.clone(), r.state.clone())));
+                    let _ = tx.send(Ok((
+                        (r.addr, r.metrics_addr),
+                        r.handle.clone(),
+                        r.state.clone(),
+                    )));
                     let _ = r.server.await;
                     r.state.gateway.shutdown().await;
                     actix_rt::System::current().stop();
@@ -256,7 +326,7 @@ pub fn spawn(mut config: Config) -> anyhow::Result<Spawned> {
         // Let the system controller stop every arbiter (and drop their actors).
         let _ = sys.run();
     });
-    let (addr, handle, state) = rx.recv()??;
+    let ((addr, metrics_addr), handle, state) = rx.recv()??;
     // Like a load balancer watching /ready: requests start once model discovery ended
     // (bounded: discovery is bounded by each provider's timeouts).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -265,6 +335,7 @@ pub fn spawn(mut config: Config) -> anyhow::Result<Spawned> {
     }
     Ok(Spawned {
         addr,
+        metrics_addr,
         handle,
         state,
         thread,

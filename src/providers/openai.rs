@@ -87,11 +87,7 @@ pub(crate) fn openai_error_body(provider: &str, status: u16, body: Bytes) -> Byt
     } else {
         format!("provider `{provider}` answered HTTP {status}: {snippet}")
     };
-    let kind = if status >= 500 {
-        "upstream_error"
-    } else {
-        "invalid_request_error"
-    };
+    let kind = super::native_common::error_type_for_status(status);
     Bytes::from(
         json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
             .to_string(),
@@ -122,5 +118,21 @@ mod tests {
             "{msg}"
         );
         assert_eq!(v["error"]["type"], "upstream_error");
+    }
+
+    #[test]
+    fn plain_text_errors_are_typed_by_status() {
+        for (status, kind) in [
+            (429, "rate_limit_error"),
+            (401, "authentication_error"),
+            (403, "permission_error"),
+            (404, "not_found_error"),
+            (400, "invalid_request_error"),
+            (502, "upstream_error"),
+        ] {
+            let out = openai_error_body("p", status, Bytes::from_static(b"slow down"));
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["error"]["type"], kind, "{status}");
+        }
     }
 }

@@ -52,6 +52,15 @@ pub enum RouteError {
     UnknownModel(String),
 }
 
+impl RouteError {
+    /// The model as the client wrote it, clipped: it is echoed in the error and logged.
+    pub fn unknown(model: &str) -> Self {
+        RouteError::UnknownModel(
+            crate::telemetry::clip(model, crate::telemetry::MAX_CLIENT_FIELD_BYTES).into_owned(),
+        )
+    }
+}
+
 pub struct Router {
     providers: Vec<String>,
     aliases: BTreeMap<String, String>,
@@ -111,7 +120,7 @@ impl Router {
                 provider: p.clone(),
                 model: model.to_owned(),
             }),
-            _ => Err(RouteError::UnknownModel(model.to_owned())),
+            _ => Err(RouteError::unknown(model)),
         }
     }
 

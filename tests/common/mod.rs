@@ -69,6 +69,14 @@ impl Harness {
     pub fn gateway(toml_text: &str, cache_dir: Option<&Path>) -> Spawned {
         let dir = cache_dir.map(|d| d.display().to_string());
         let env: Vec<(&str, &str)> = match &dir {
+            // Debug builds on a loaded 2-core machine embed far slower than a release
+            // build: tests that do not set the lookup's embedding wait get a generous
+            // one, so a slow embedding is not an overload bypass.
+            Some(d) if !toml_text.contains("max_embed_wait_ms") => vec![
+                ("DEJA_DATA_DIR", d.as_str()),
+                ("DEJA_ADMIN_TOKEN", ADMIN_TOKEN),
+                ("DEJA__CACHE__MAX_EMBED_WAIT_MS", "30000"),
+            ],
             Some(d) => vec![
                 ("DEJA_DATA_DIR", d.as_str()),
                 ("DEJA_ADMIN_TOKEN", ADMIN_TOKEN),
