@@ -469,3 +469,49 @@ async fn slow_body_memory() {
     );
     assert!(during - before < 100.0);
 }
+
+/// The overload probe of issue 14: 1,200 concurrent unique prompts against the default
+/// configuration (`on_overload = "bypass"`). Every request must be answered 200; prints
+/// how many were served through the cache path and how many bypassed it, and latency
+/// percentiles. Not run by default (a measurement): `cargo test --release --test
+/// hardening -- --ignored --nocapture overload_1200`. Figures: docs/hardening.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn overload_1200_unique_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default embedding wait (the harness raises it for debug builds).
+    let h = Harness::start_cached("[cache]\nmax_embed_wait_ms = 250\n", dir.path());
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(2000)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let asks = (0..1200).map(|i| {
+        let body = chat(
+            "gpt-4o-mini",
+            &format!("Customer {i} asks: how do I change the delivery address of order {i}?"),
+        );
+        let rb = client.post(h.url("/v1/chat/completions")).json(&body);
+        async move {
+            let t = Instant::now();
+            let r = rb.send().await.unwrap();
+            let status = r.status().as_u16();
+            let cache = header(r.headers(), "x-deja-cache").to_owned();
+            (status, cache, t.elapsed())
+        }
+    });
+    let results = futures_util::future::join_all(asks).await;
+    let wall = started.elapsed();
+    let mut lat: Vec<Duration> = results.iter().map(|r| r.2).collect();
+    lat.sort();
+    let failed = results.iter().filter(|r| r.0 != 200).count();
+    let bypassed = results.iter().filter(|r| r.1 == "bypass").count();
+    println!(
+        "1200 unique prompts: {failed} not 200, {bypassed} bypassed, {} through the cache; p50 {:?} p99 {:?} max {:?}; wall {wall:?}",
+        1200 - bypassed - failed,
+        lat[600],
+        lat[1188],
+        lat[1199]
+    );
+    assert_eq!(failed, 0);
+}
