@@ -97,7 +97,7 @@ pub fn cache_key(
         h.update(part.as_bytes());
         h.update([0u8]);
     }
-    let partition = hex(&h.finalize()[..16]);
+    let partition = hex::encode(&h.finalize()[..16]);
 
     let mut e = Sha256::new();
     e.update(partition.as_bytes());
@@ -204,10 +204,6 @@ pub fn canonical(v: &Value) -> String {
     let mut s = String::new();
     write(v, &mut s);
     s
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -71,22 +71,15 @@ impl<T: Copy> Deref for Pages<T> {
     }
 }
 
-/// An anonymous mapping owning `len` values of `T` from a 2 MiB boundary.
+/// An anonymous mapping (memmap2) holding `len` values of `T` from a 2 MiB boundary
+/// inside it, `offset` bytes from its start.
 #[cfg(target_os = "linux")]
 struct Mapping<T> {
-    /// Start of the mapping (as returned by `mmap`) and its length, for `munmap`.
-    base: *mut libc::c_void,
-    map_len: usize,
-    data: *const T,
+    map: memmap2::MmapMut,
+    offset: usize,
     len: usize,
+    _values: std::marker::PhantomData<T>,
 }
-
-// SAFETY: the mapping is owned exclusively by this value and never written after
-// construction, so sharing or moving it across threads is like sharing a `Box<[T]>`.
-#[cfg(target_os = "linux")]
-unsafe impl<T: Send> Send for Mapping<T> {}
-#[cfg(target_os = "linux")]
-unsafe impl<T: Sync> Sync for Mapping<T> {}
 
 #[cfg(target_os = "linux")]
 impl<T: Copy> Mapping<T> {
@@ -95,50 +88,28 @@ impl<T: Copy> Mapping<T> {
         let rounded = bytes.checked_next_multiple_of(HUGE)?;
         // one extra huge page of address space, so that an aligned start fits inside
         let map_len = rounded.checked_add(HUGE)?;
-        // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return None;
-        }
-        let offset = (base as usize).next_multiple_of(HUGE) - base as usize;
-        // SAFETY: `offset + rounded <= map_len`, so the range is inside the mapping.
-        let start = unsafe { base.cast::<u8>().add(offset) };
-        // SAFETY: advice on a range of our own mapping; a refusal (THP disabled) only
-        // leaves 4 KiB pages, so the result is deliberately ignored.
-        unsafe { libc::madvise(start.cast(), rounded, libc::MADV_HUGEPAGE) };
-        let data = start.cast::<T>();
-        // SAFETY: `start` is 2 MiB-aligned (so aligned for `T`), writable, and has room
+        let mut map = memmap2::MmapOptions::new().len(map_len).map_anon().ok()?;
+        let base = map.as_ptr() as usize;
+        let offset = base.next_multiple_of(HUGE) - base;
+        // A refusal (THP disabled) only leaves 4 KiB pages: deliberately ignored.
+        let _ = map.advise_range(memmap2::Advice::HugePage, offset, rounded);
+        let data = map[offset..offset + bytes].as_mut_ptr().cast::<T>();
+        // SAFETY: `data` is 2 MiB-aligned (so aligned for `T`), writable, and has room
         // for `bytes`; `src` cannot overlap a mapping created just now.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), data, src.len()) };
         Some(Mapping {
-            base,
-            map_len,
-            data,
+            map,
+            offset,
             len: src.len(),
+            _values: std::marker::PhantomData,
         })
     }
 
     fn as_slice(&self) -> &[T] {
-        // SAFETY: `data` points at `len` initialised values that live as long as `self`.
-        unsafe { std::slice::from_raw_parts(self.data, self.len) }
-    }
-}
-
-#[cfg(target_os = "linux")]
-impl<T> Drop for Mapping<T> {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping created in `copy_of`; no reference into it
-        // outlives `self` (`as_slice` borrows `self`).
-        unsafe { libc::munmap(self.base, self.map_len) };
+        let data = self.map[self.offset..].as_ptr().cast::<T>();
+        // SAFETY: `copy_of` wrote `len` values of `T` at this aligned address, and the
+        // mapping lives (unchanged) as long as `self`.
+        unsafe { std::slice::from_raw_parts(data, self.len) }
     }
 }
 

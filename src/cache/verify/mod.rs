@@ -470,7 +470,7 @@ impl Verifier {
             return false;
         }
         let max = if la.min(lb) >= 8 { 2 } else { 1 };
-        damerau(a, b) <= max
+        strsim::osa_distance(a, b) <= max
     }
 
     fn align<'a>(&self, a: &'a [Token], b: &'a [Token]) -> Pair<'a> {
@@ -1372,34 +1372,6 @@ fn prefix_antonym(x: &str, y: &str) -> bool {
         }
     }
     false
-}
-
-/// Optimal string alignment distance (Damerau-Levenshtein with adjacent transpositions).
-fn damerau(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let (n, m) = (a.len(), b.len());
-    let w = m + 1;
-    let mut d = vec![0usize; (n + 1) * w];
-    for i in 0..=n {
-        d[i * w] = i;
-    }
-    for (j, x) in d.iter_mut().enumerate().take(m + 1) {
-        *x = j;
-    }
-    for i in 1..=n {
-        for j in 1..=m {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[(i - 1) * w + j] + 1)
-                .min(d[i * w + j - 1] + 1)
-                .min(d[(i - 1) * w + j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[(i - 2) * w + j - 2] + 1);
-            }
-            d[i * w + j] = v;
-        }
-    }
-    d[n * w + m]
 }
 
 /// Lowercased words past the compared prefix of a long text.
