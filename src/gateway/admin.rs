@@ -5,6 +5,7 @@ use super::cached::{cache_error, embed_error, request_key, CacheControls, Judged
 use super::{parse_request, Gateway, GatewayError};
 use crate::cache::{Entry, EntryFilter, ExactKey, ListPage, NewEntry};
 use crate::providers::Endpoint;
+use crate::telemetry::metrics::{single, Labels, Scrape};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
@@ -399,128 +400,138 @@ impl SemanticCache {
 }
 
 /// One per-key counter of every provider pool, in Prometheus text format.
-fn key_counter(
-    s: &mut String,
+/// One sample per configured key of every provider.
+fn per_key(
     pools: &[crate::providers::PoolStats],
-    name: &str,
-    help: &str,
     pick: impl Fn(&crate::providers::KeyStats) -> u64,
-) {
-    use std::fmt::Write;
-    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
-    for p in pools {
-        for (i, k) in p.keys.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "{name}{{provider=\"{}\",key=\"{i}\"}} {}",
-                p.provider,
-                pick(k)
-            );
-        }
-    }
+) -> Vec<(Labels, u64)> {
+    pools
+        .iter()
+        .flat_map(|p| {
+            p.keys.iter().enumerate().map(move |(i, k)| {
+                (
+                    vec![("provider", p.provider.to_string()), ("key", i.to_string())],
+                    k,
+                )
+            })
+        })
+        .map(|(labels, k)| (labels, pick(k)))
+        .collect()
 }
 
-/// `GET /metrics`: Prometheus text format, low-cardinality labels only.
+/// One sample per label value.
+fn by<'a>(
+    label: &'static str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Vec<(Labels, u64)> {
+    values
+        .into_iter()
+        .map(|(v, n)| (vec![(label, v.to_owned())], n))
+        .collect()
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text, low-cardinality labels only.
 pub fn metrics(gw: &Gateway) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
+    let mut m = Scrape::default();
     let mut pools: Vec<_> = gw.providers().map(|p| p.pool.stats()).collect();
     pools.sort_by(|a, b| a.provider.cmp(&b.provider));
-    key_counter(
-        &mut s,
-        &pools,
-        "deja_provider_key_requests_total",
+    m.counter(
+        "deja_provider_key_requests",
         "Requests sent with each configured key (by position in the provider's key list).",
-        |k| k.requests,
+        per_key(&pools, |k| k.requests),
     );
-    key_counter(
-        &mut s,
-        &pools,
-        "deja_provider_key_failures_total",
+    m.counter(
+        "deja_provider_key_failures",
         "Requests that failed against each key (auth, rate limit, 5xx, unreachable).",
-        |k| k.failures,
+        per_key(&pools, |k| k.failures),
     );
     if let Some(c) = &gw.cache {
         let n = &c.counters;
-        let _ = writeln!(s, "# HELP deja_cache_lookups_total Requests by cache outcome.\n# TYPE deja_cache_lookups_total counter");
-        for (label, v) in [
-            ("hit_exact", &n.hits_exact),
-            ("hit_semantic", &n.hits_semantic),
-            ("miss", &n.misses),
-            ("bypass", &n.bypass),
-        ] {
-            let _ = writeln!(
-                s,
-                "deja_cache_lookups_total{{result=\"{label}\"}} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(s, "# HELP deja_cache_refusals_total Candidates above the threshold refused by the verifier, by reason.\n# TYPE deja_cache_refusals_total counter");
-        let refusals = n.refusals.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut reasons: Vec<_> = refusals.into_iter().collect();
-        reasons.sort();
-        for (reason, v) in reasons {
-            let _ = writeln!(s, "deja_cache_refusals_total{{reason=\"{reason}\"}} {v}");
-        }
-        let _ = writeln!(s, "# HELP deja_cache_bypass_total Requests that allowed the cache but went upstream without it, by reason.\n# TYPE deja_cache_bypass_total counter");
-        for (r, v) in super::cached::BypassReason::ALL
-            .iter()
-            .zip(&n.bypass_reasons)
-        {
-            let _ = writeln!(
-                s,
-                "deja_cache_bypass_total{{reason=\"{}\"}} {}",
-                r.as_str(),
-                v.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# TYPE deja_cache_coalesced_total counter\ndeja_cache_coalesced_total {}",
-            n.coalesced.load(Ordering::Relaxed)
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        m.counter(
+            "deja_cache_lookups",
+            "Requests by cache outcome.",
+            by(
+                "result",
+                [
+                    ("hit_exact", load(&n.hits_exact)),
+                    ("hit_semantic", load(&n.hits_semantic)),
+                    ("miss", load(&n.misses)),
+                    ("bypass", load(&n.bypass)),
+                ],
+            ),
         );
-        let _ = writeln!(
-            s,
-            "# TYPE deja_cache_stored_total counter\ndeja_cache_stored_total {}",
-            n.stored.load(Ordering::Relaxed)
+        let mut refusals: Vec<(String, u64)> = n
+            .refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(r, v)| (r.clone(), *v))
+            .collect();
+        refusals.sort();
+        m.counter(
+            "deja_cache_refusals",
+            "Candidates above the threshold refused by the verifier, by reason.",
+            by("reason", refusals.iter().map(|(r, v)| (r.as_str(), *v))),
+        );
+        m.counter(
+            "deja_cache_bypass",
+            "Requests that allowed the cache but went upstream without it, by reason.",
+            by(
+                "reason",
+                super::cached::BypassReason::ALL
+                    .iter()
+                    .zip(&n.bypass_reasons)
+                    .map(|(r, v)| (r.as_str(), load(v))),
+            ),
+        );
+        m.counter(
+            "deja_cache_coalesced",
+            "Requests answered by an identical in-flight request's upstream call.",
+            single(load(&n.coalesced)),
+        );
+        m.counter(
+            "deja_cache_stored",
+            "Responses stored in the cache.",
+            single(load(&n.stored)),
         );
         let st = c.handle.store.stats();
-        let _ = writeln!(
-            s,
-            "# TYPE deja_cache_entries gauge\ndeja_cache_entries {}",
-            st.entries
+        m.gauge(
+            "deja_cache_entries",
+            "Live cache entries.",
+            single(st.entries),
         );
-        let _ = writeln!(
-            s,
-            "# TYPE deja_cache_bytes gauge\ndeja_cache_bytes {}",
-            st.bytes
+        m.gauge(
+            "deja_cache_bytes",
+            "Accounted bytes of live cache entries.",
+            single(st.bytes),
         );
-        let _ = writeln!(
-            s,
-            "# TYPE deja_cache_partitions gauge\ndeja_cache_partitions {}",
-            st.partitions
+        m.gauge(
+            "deja_cache_partitions",
+            "Cache partitions (route x namespace x parameters).",
+            single(st.partitions),
         );
-        let _ = writeln!(
-            s,
-            "# TYPE deja_cache_evictions_total counter\ndeja_cache_evictions_total {}",
-            st.evictions
+        m.counter(
+            "deja_cache_evictions",
+            "Entries evicted over a limit.",
+            single(st.evictions),
         );
         let e = c.embedder.stats();
-        let _ = writeln!(
-            s,
-            "# TYPE deja_embedder_batches_total counter\ndeja_embedder_batches_total {}",
-            e.batches
+        m.counter(
+            "deja_embedder_batches",
+            "Batches sent to the embedder workers.",
+            single(e.batches),
         );
-        let _ = writeln!(
-            s,
-            "# TYPE deja_embedder_texts_total counter\ndeja_embedder_texts_total {}",
-            e.texts
+        m.counter(
+            "deja_embedder_texts",
+            "Texts in those batches.",
+            single(e.texts),
         );
-        let _ = writeln!(
-            s,
-            "# TYPE deja_embedder_pending gauge\ndeja_embedder_pending {}",
-            c.embedder.pending()
+        m.gauge(
+            "deja_embedder_pending",
+            "Texts waiting for or inside the embedder.",
+            single(c.embedder.pending() as u64),
         );
     }
-    s
+    m.encode()
 }

@@ -81,7 +81,7 @@ pub async fn metrics(
         super::admin::authorize(&req)?;
     }
     Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type(crate::telemetry::metrics::CONTENT_TYPE)
         .body(gateway::admin::metrics(&state.gateway)))
 }
 

@@ -4,6 +4,7 @@
 
 pub mod batch;
 mod line;
+pub mod metrics;
 
 use crate::config::{LogFormat, TelemetryConfig};
 use std::borrow::Cow;
