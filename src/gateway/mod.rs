@@ -15,8 +15,8 @@ pub use stream::sse_error_event;
 
 use crate::config::Config;
 use crate::providers::{
-    self, Adapter, Endpoint, ModelRegistry, PoolState, ProviderKind, ProviderPool, ProviderReply,
-    ProviderRequest, Route, Router,
+    self, Adapter, Endpoint, ModelRegistry, OutcomeClass, PoolState, ProviderKind, ProviderPool,
+    ProviderReply, ProviderRequest, Route, Router,
 };
 use actix::prelude::*;
 use bytes::Bytes;
@@ -362,7 +362,9 @@ pub async fn call_provider(
     let upstream = started.elapsed();
     match result {
         Ok(ProviderReply::Complete { status, body }) => {
-            handle.pool.record(key_index, false);
+            handle
+                .pool
+                .report(key_index, OutcomeClass::Success, upstream);
             Ok(Reply {
                 status,
                 body: ReplyBody::Json(body),
@@ -374,14 +376,21 @@ pub async fn call_provider(
         }
         Ok(ProviderReply::Stream { stream }) => Ok(Reply {
             status: 200,
-            body: ReplyBody::Stream(stream::reporting(stream, handle.pool.clone(), key_index)),
+            body: ReplyBody::Stream(stream::reporting(
+                stream,
+                handle.pool.clone(),
+                key_index,
+                started,
+            )),
             provider: handle.id.clone(),
             model: route.model.clone(),
             upstream,
             cache: CacheMeta::default(),
         }),
         Err(e) => {
-            handle.pool.record(key_index, e.counts_against_key());
+            handle
+                .pool
+                .report(key_index, OutcomeClass::of(&e), upstream);
             Err(e.into())
         }
     }

@@ -1,7 +1,7 @@
 //! Streaming replies: report the key's outcome when the stream ends, and turn an
 //! upstream failure mid-stream into an in-band OpenAI-shaped error event.
 
-use crate::providers::{ChunkStream, PoolState, ProviderError};
+use crate::providers::{ChunkStream, OutcomeClass, PoolState, ProviderError};
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, Stream, StreamExt};
 use serde_json::json;
@@ -9,6 +9,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 /// `data: {"error": {...}}` — what OpenAI's SDKs raise as an API error mid-stream.
 pub fn sse_error_event(e: &ProviderError) -> Bytes {
@@ -25,6 +26,8 @@ struct Reporting {
     inner: ChunkStream,
     pool: Arc<PoolState>,
     key_index: usize,
+    /// When the upstream call started (the outcome's latency runs to the stream's end).
+    started: Instant,
     done: bool,
 }
 
@@ -41,12 +44,18 @@ impl Stream for Reporting {
             Poll::Ready(Some(Err(e))) => {
                 self.done = true;
                 tracing::warn!(error = %e, "upstream stream failed");
-                self.pool.record(self.key_index, e.counts_against_key());
+                let class = OutcomeClass::of(&e);
+                self.pool
+                    .report(self.key_index, class, self.started.elapsed());
                 Poll::Ready(Some(Ok(sse_error_event(&e))))
             }
             Poll::Ready(None) => {
                 self.done = true;
-                self.pool.record(self.key_index, false);
+                self.pool.report(
+                    self.key_index,
+                    OutcomeClass::Success,
+                    self.started.elapsed(),
+                );
                 Poll::Ready(None)
             }
         }
@@ -59,11 +68,13 @@ pub(super) fn reporting(
     inner: ChunkStream,
     pool: Arc<PoolState>,
     key_index: usize,
+    started: Instant,
 ) -> BoxStream<'static, Result<Bytes, Infallible>> {
     Reporting {
         inner,
         pool,
         key_index,
+        started,
         done: false,
     }
     .boxed()

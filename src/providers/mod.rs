@@ -9,6 +9,7 @@ mod azure;
 pub mod bedrock;
 pub mod cohere;
 mod gemini;
+mod health;
 mod kind;
 mod native_common;
 mod openai;
@@ -23,6 +24,7 @@ mod vertex_auth;
 
 pub use azure::AzureAdapter;
 pub use gemini::GeminiAdapter;
+pub use health::{Health, KeyHealth, OutcomeClass};
 pub use kind::{ProviderKind, WireFormat};
 pub use openai::OpenAiAdapter;
 pub use pool::{KeyStats, Lease, PoolError, PoolState, PoolStats, ProviderPool};
@@ -95,19 +97,6 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
-    /// Whether the failure counts against the key that was used.
-    pub fn counts_against_key(&self) -> bool {
-        match self {
-            ProviderError::Upstream { status, .. } => {
-                matches!(status, 401 | 403 | 429) || *status >= 500
-            }
-            ProviderError::Unreachable { .. }
-            | ProviderError::Timeout { .. }
-            | ProviderError::StreamInterrupted { .. } => true,
-            ProviderError::InvalidResponse { .. } => false,
-        }
-    }
-
     fn from_reqwest(provider: &Arc<str>, e: reqwest::Error, timeout: Duration) -> Self {
         if e.is_timeout() {
             ProviderError::Timeout {

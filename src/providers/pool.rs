@@ -10,9 +10,11 @@
 //! connection on the runtime that opened it, so one client shared by every actix worker
 //! would hop threads whenever a worker reuses another worker's connection.
 
+use super::health::{Health, HealthBook, Outcome, OutcomeClass, Reports, HEALTH_INTERVAL};
 use super::{list_models, Adapter, Endpoint, ModelRegistry, ProviderKind};
 use crate::config::{ProviderConfig, Secret};
 use actix::prelude::*;
+use arc_swap::ArcSwap;
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::cell::RefCell;
@@ -139,6 +141,10 @@ pub struct PoolState {
     counters: Vec<KeyCounters>,
     /// Model discovery has ended (listed, failed, or not configured).
     discovered: AtomicBool,
+    /// Outcome reports for the pool actor.
+    reports: Reports,
+    /// Per-key health, published by the pool actor (its only writer).
+    health: Arc<ArcSwap<Health>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +176,7 @@ impl PoolState {
             .effective_base_url()
             .ok_or_else(|| err("no base_url".into()))?;
         let all = cfg.all_keys();
+        let all_len = all.len();
         let mut cumulative = Vec::with_capacity(all.len());
         let mut total = 0u64;
         for k in &all {
@@ -188,6 +195,8 @@ impl PoolState {
             weights: all.iter().map(|k| k.weight).collect(),
             counters: all.iter().map(|_| KeyCounters::default()).collect(),
             keys: all.into_iter().map(|k| k.key).collect(),
+            health: Arc::new(ArcSwap::from_pointee(HealthBook::initial(all_len))),
+            reports: Reports::default(),
             cumulative,
             discovered: AtomicBool::new(!cfg.discover_models),
         })
@@ -238,13 +247,24 @@ impl PoolState {
         }
     }
 
-    /// Count a request's outcome against its key.
-    pub fn record(&self, key_index: usize, failed: bool) {
-        if failed {
+    /// Report an upstream attempt's outcome: counted against its key at once, and
+    /// queued for the pool actor, which folds it into the published [`Health`].
+    pub fn report(&self, key_index: usize, class: OutcomeClass, latency: Duration) {
+        if class.is_key_failure() {
             if let Some(c) = self.counters.get(key_index) {
                 c.failures.fetch_add(1, Ordering::Relaxed);
             }
         }
+        self.reports.push(Outcome {
+            key_index,
+            class,
+            latency,
+        });
+    }
+
+    /// The per-key health the pool actor last published.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.load_full()
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -292,7 +312,11 @@ impl ProviderPool {
 impl Actor for ProviderPool {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Context<Self>) {
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The actor owns the pool's health: it folds the request path's reports on
+        // its timer (no wake-up per request) and publishes the snapshot.
+        let mut book = HealthBook::new(self.state.health.clone());
+        ctx.run_interval(HEALTH_INTERVAL, move |act, _| book.fold(&act.state.reports));
         if !self.discover {
             return;
         }
@@ -344,9 +368,11 @@ mod tests {
         let share_b = f64::from(counts[1]) / 40_000.0;
         assert!((share_b - 0.75).abs() < 0.02, "share of b = {share_b}");
         assert_eq!(st.stats().keys[1].requests, u64::from(counts[1]));
-        st.record(1, true);
-        st.record(1, false);
-        st.record(0, true);
+        let ms = Duration::from_millis(1);
+        st.report(1, OutcomeClass::Server, ms);
+        st.report(1, OutcomeClass::Success, ms);
+        st.report(1, OutcomeClass::Client, ms);
+        st.report(0, OutcomeClass::RateLimited, ms);
         let stats = st.stats();
         assert_eq!((stats.keys[0].failures, stats.keys[1].failures), (1, 1));
         assert_eq!((stats.keys[0].weight, stats.keys[1].weight), (1, 3));
@@ -359,7 +385,7 @@ mod tests {
         let lease = st.checkout(&mut rand::rng());
         assert!(lease.key.is_none());
         assert_eq!(&*lease.base_url, "http://127.0.0.1:11434/v1");
-        st.record(lease.key_index, true);
+        st.report(lease.key_index, OutcomeClass::Timeout, Duration::ZERO);
         assert!(st.stats().keys.is_empty());
     }
 
