@@ -828,7 +828,7 @@ async fn handle(
         ))
 }
 
-/// Run the mock on `listener` inside the current actix System (`deja mock-provider
+/// Run the mock on `listener` inside the current actix System (`deja-mock
 /// --format bedrock`).
 pub fn server(
     listener: TcpListener,
