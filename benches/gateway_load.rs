@@ -7,9 +7,10 @@
 //! - closed loop: N concurrent connections as fast as they go: maximum throughput.
 //!
 //! Both servers run as real processes (`deja serve` with its default logging to a file,
-//! `deja mock-provider --no-record`); the load generator is a single-threaded tokio
+//! `deja-mock --no-record`, the mock provider binary of crates/deja-mock, found next to
+//! the `deja` binary or at `DEJA_MOCK_BIN`); the load generator is a single-threaded tokio
 //! runtime in this process. Run:
-//! `cargo bench --bench gateway_load -- --seconds 10 --rate 2000 --concurrency 64`
+//! `cargo build --release -p deja-mock && cargo bench --bench gateway_load -- --seconds 10 --rate 2000 --concurrency 64`
 //! (`--busy-poll-us N` starts deja with `server.busy_poll_us = N`; `--no-semantic` skips
 //! the semantic-hit phase, `--only-semantic` runs only it; `DEJA_BENCH_EXE=path` runs
 //! another `deja` binary, e.g. an older build: on this VM run-to-run variation is large,
@@ -274,17 +275,20 @@ fn main() {
     let args = parse_args();
     let exe = std::env::var("DEJA_BENCH_EXE").unwrap_or_else(|_| env!("CARGO_BIN_EXE_deja").into());
     let exe = exe.as_str();
+    // A workspace member's binary: `cargo bench` of deja does not build it.
+    let mock_exe = std::env::var("DEJA_MOCK_BIN").map_or_else(
+        |_| std::path::Path::new(env!("CARGO_BIN_EXE_deja")).with_file_name("deja-mock"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        mock_exe.exists(),
+        "{} not found: build it first (`cargo build --release -p deja-mock`) or set DEJA_MOCK_BIN",
+        mock_exe.display()
+    );
     let mock_port = free_port();
     let mock = Proc(
-        Command::new(exe)
-            .args([
-                "mock-provider",
-                "--port",
-                &mock_port.to_string(),
-                "--no-record",
-                "--workers",
-                "1",
-            ])
+        Command::new(&mock_exe)
+            .args([&mock_port.to_string(), "--no-record", "--workers", "1"])
             .stderr(Stdio::null())
             .spawn()
             .expect("start mock"),

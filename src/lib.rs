@@ -9,7 +9,6 @@
 //! - [`config`]: layered configuration (embedded defaults < file < env < flags).
 //! - [`telemetry`]: logging and metrics.
 //! - [`eval`]: measuring the cache on labelled pairs and intent data (`deja eval-pairs`).
-//! - [`mock`]: a mock provider speaking the OpenAI wire format, for tests and benchmarks.
 //! - [`warmup`]: the `deja warmup FILE` batch client that fills the cache.
 
 pub mod cache;
@@ -18,7 +17,6 @@ pub mod embed;
 pub mod eval;
 pub mod gateway;
 pub mod http;
-pub mod mock;
 pub mod providers;
 pub mod telemetry;
 pub mod warmup;

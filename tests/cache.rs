@@ -3,7 +3,7 @@
 mod common;
 
 use common::{chat, sse_data, Harness};
-use deja::mock::Behaviour;
+use deja_mock::Behaviour;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use std::time::Duration;

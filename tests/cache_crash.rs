@@ -6,7 +6,7 @@ mod common;
 
 use common::free_port;
 
-use deja::mock::{MockProvider, MockSettings};
+use deja_mock::{MockProvider, MockSettings};
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,7 +5,7 @@ mod common;
 
 use common::free_port;
 
-use deja::mock::{Behaviour, MockProvider, MockSettings};
+use deja_mock::{Behaviour, MockProvider, MockSettings};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};

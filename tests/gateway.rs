@@ -6,7 +6,7 @@ mod common;
 use common::{chat, config_from, sse_data, Harness};
 
 const NO_CACHE: &[(&str, &str)] = &[("DEJA__CACHE__ENABLED", "false")];
-use deja::mock::{Behaviour, MockProvider, MockSettings};
+use deja_mock::{Behaviour, MockProvider, MockSettings};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{chat, Harness, ADMIN_TOKEN};
-use deja::mock::Behaviour;
+use deja_mock::Behaviour;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;

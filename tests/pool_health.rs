@@ -4,8 +4,8 @@
 mod common;
 
 use common::{chat, Harness};
-use deja::mock::Behaviour;
 use deja::providers::OutcomeClass;
+use deja_mock::Behaviour;
 use std::time::Duration;
 
 async fn health_after(h: &Harness, pred: impl Fn(&deja::providers::Health) -> bool) -> bool {

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{sse_data, Harness};
-use deja::mock::anthropic::AnthropicMock;
-use deja::mock::Behaviour;
+use deja_mock::anthropic::AnthropicMock;
+use deja_mock::Behaviour;
 use serde_json::{json, Value};
 use std::time::Duration;
 

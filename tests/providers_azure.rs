@@ -5,7 +5,7 @@ mod common;
 
 use common::{chat, sse_data, Harness};
 use deja::http::Spawned;
-use deja::mock::azure::AzureMock;
+use deja_mock::azure::AzureMock;
 use serde_json::{json, Value};
 
 struct Setup {

@@ -5,7 +5,7 @@ mod common;
 
 use common::{config_from, sse_data};
 use deja::http::Spawned;
-use deja::mock::bedrock::{BedrockMock, BedrockMockSettings};
+use deja_mock::bedrock::{BedrockMock, BedrockMockSettings};
 use serde_json::{json, Value};
 
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";

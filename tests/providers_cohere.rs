@@ -5,7 +5,7 @@ mod common;
 
 use common::sse_data;
 use deja::http::Spawned;
-use deja::mock::cohere::{CohereMock, CohereMockSettings};
+use deja_mock::cohere::{CohereMock, CohereMockSettings};
 use serde_json::{json, Value};
 
 const MODEL: &str = "command-a-03-2025";

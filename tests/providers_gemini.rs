@@ -7,7 +7,7 @@ mod common;
 use base64::Engine;
 use common::{chat, sse_data, Harness};
 use deja::http::Spawned;
-use deja::mock::gemini::{GeminiMock, MockServiceAccount};
+use deja_mock::gemini::{GeminiMock, MockServiceAccount};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::atomic::Ordering;

@@ -1,18 +1,24 @@
-//! Measuring the cache's answers on labelled data, through the same code path that serves
-//! requests: an in-process gateway in front of the mock provider, entries stored through
-//! `POST /admin/cache/entries`, lookups sent as real `POST /v1/chat/completions` requests
-//! (`x-deja-cache: read-only`), and what was served read from the response headers.
+//! Measuring the cache's answers on labelled data, through the code the gateway serves
+//! with, below the HTTP layer: an in-process [`Gateway`] with a fresh cache, entries
+//! stored by [`admin::insert`] (what `POST /admin/cache/entries` calls), each question
+//! keyed as a chat request is ([`request_key`]) and looked up as the serving path reads
+//! the cache (exact key, then the first candidate the verifier accepts; no provider is
+//! ever called, so none is needed), and candidates inspected by [`admin::search`].
 //!
 //! One lookup per question at a floor threshold gives the answer for every threshold at
 //! or above it: the served entry is the first candidate the verifier accepts, whatever the
 //! threshold, so "served at t" is "served with similarity >= t".
 
+use crate::cache::ExactKey;
 use crate::config::{self, Overrides};
-use crate::mock::{MockProvider, MockSettings};
+use crate::gateway::cached::request_key;
+use crate::gateway::{admin, parse_request, CacheControls, Gateway};
+use crate::providers::Endpoint;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One labelled question pair; `group` keeps the file's other columns.
 #[derive(Debug, Clone)]
@@ -91,30 +97,28 @@ impl Served {
     }
 }
 
-/// An in-process gateway with its mock provider and a fresh cache.
+/// The model the evaluation's entries and questions name: routed to a provider that is
+/// configured but never called (the evaluation only reads the cache).
+const MODEL: &str = "eval/model";
+
+/// An in-process gateway (no HTTP server) with a fresh cache.
 pub struct Bench {
-    _mock: MockProvider,
-    gw: Option<crate::http::Spawned>,
+    gw: Arc<Gateway>,
+    /// The actix System the gateway's actors run in, on `thread`.
+    system: actix_rt::System,
+    thread: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
-    client: reqwest::Client,
-    token: String,
 }
 
 impl Bench {
     pub fn start(opts: &EvalOptions) -> anyhow::Result<Self> {
-        let mock = MockProvider::start(MockSettings {
-            record: false,
-            ..Default::default()
-        })?;
         let dir = tempfile::tempdir()?;
-        let token = format!("eval-{}", uuid::Uuid::new_v4());
         // No graph dumps: the cache lives in a temporary directory that is removed as soon
-        // as the run ends, possibly while a shutdown dump would still be writing into it.
-        // An eval measures the cache's decisions, not its overload policy: every lookup
-        // waits for its embedding however busy the embedder is.
-        let mut toml_text = format!(
-            "[providers.mock]\nkind = \"openai-compatible\"\nbase_url = \"{}\"\ndiscover_models = false\n[cache]\nindex_dump = false\nmax_embed_wait_ms = 600000\n",
-            mock.base_url()
+        // as the run ends. The provider is there for routing only: nothing listens on
+        // port 9 (discard) and nothing is sent to it. An eval measures the cache's
+        // decisions, not its overload policy: every lookup waits for its embedding.
+        let mut toml_text = String::from(
+            "[providers.eval]\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\ndiscover_models = false\n[cache]\nindex_dump = false\nmax_embed_wait_ms = 600000\n",
         );
         if let Some(s) = &opts.strictness {
             toml_text.push_str(&format!("[verifier]\nstrictness = \"{s}\"\n"));
@@ -128,29 +132,40 @@ impl Bench {
                     || k.starts_with("DEJA__CACHE__")
                     || k == "ORT_DYLIB_PATH"
             })
-            .chain([
-                ("DEJA_ADMIN_TOKEN".to_owned(), token.clone()),
-                ("DEJA__TELEMETRY__LOG_LEVEL".to_owned(), "warn".to_owned()),
-            ])
+            .chain([("DEJA__TELEMETRY__LOG_LEVEL".to_owned(), "warn".to_owned())])
             .collect();
         let overrides = Overrides {
-            port: Some(0),
             data_dir: Some(dir.path().join("data")),
             ..Default::default()
         };
         let cfg = config::load(Some(&file), &env, &overrides)?;
-        let gw = crate::http::spawn(cfg)?;
+        if !cfg.cache.enabled {
+            bail!("the evaluation measures the cache: cache.enabled must not be false");
+        }
+        // The gateway's actors (cache writer, embedder, provider pool) run in an actix
+        // System of their own; the evaluation talks to them from the caller's runtime.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let sys = actix_rt::System::new();
+            match sys.block_on(async move { Gateway::start(cfg) }) {
+                Ok(gw) => {
+                    let _ = tx.send(Ok((gw, actix_rt::System::current())));
+                    let _ = sys.run();
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+        let (gw, system) = rx
+            .recv()
+            .context("the gateway thread ended before starting")??;
         Ok(Bench {
-            _mock: mock,
-            gw: Some(gw),
+            gw,
+            system,
+            thread: Some(thread),
             _dir: dir,
-            client: reqwest::Client::new(),
-            token,
         })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.gw.as_ref().expect("running").url())
     }
 
     /// Store `(namespace, question, answer)` entries; returns each one's entry id.
@@ -162,23 +177,11 @@ impl Bench {
         for chunk in rows.chunks(256) {
             let entries: Vec<Value> = chunk
                 .iter()
-                .map(|(ns, q, a)| json!({"prompt": q, "response": a, "model": "mock/eval", "namespace": ns}))
+                .map(|(ns, q, a)| json!({"prompt": q, "response": a, "model": MODEL, "namespace": ns}))
                 .collect();
-            let r = self
-                .client
-                .post(self.url("/admin/cache/entries"))
-                .bearer_auth(&self.token)
-                .json(&json!({"entries": entries}))
-                .send()
-                .await?;
-            if !r.status().is_success() {
-                bail!(
-                    "storing entries failed: {} {}",
-                    r.status(),
-                    r.text().await.unwrap_or_default()
-                );
-            }
-            let v: Value = r.json().await?;
+            let v = admin::insert(&self.gw, admin::InsertRequest { entries })
+                .await
+                .map_err(|e| anyhow::anyhow!("storing entries failed: {e}"))?;
             for res in v["results"].as_array().context("results")? {
                 ids.push(res["id"].as_str().and_then(|s| s.parse().ok()));
             }
@@ -186,7 +189,7 @@ impl Bench {
         Ok(ids)
     }
 
-    /// Look each `(namespace, question)` up as a real request; what was served.
+    /// Look each `(namespace, question)` up as the serving path would; what was served.
     pub async fn lookup(
         &self,
         rows: &[(String, String)],
@@ -194,36 +197,18 @@ impl Bench {
         concurrency: usize,
     ) -> anyhow::Result<Vec<Served>> {
         use futures_util::StreamExt;
-        let results = futures_util::stream::iter(rows.iter().cloned().enumerate())
-            .map(|(i, (ns, q))| async move {
-                let r = self
-                    .client
-                    .post(self.url("/v1/chat/completions"))
-                    .header("x-deja-cache", "read-only")
-                    .header("x-deja-cache-namespace", ns)
-                    .header("x-deja-cache-threshold", floor.to_string())
-                    .json(&json!({"model": "mock/eval", "messages": [{"role": "user", "content": q}]}))
-                    .send()
-                    .await?;
-                if !r.status().is_success() {
-                    bail!("lookup failed: {}", r.status());
-                }
-                let h = r.headers();
-                let status = h.get("x-deja-cache").and_then(|v| v.to_str().ok()).unwrap_or("");
-                let served = if status.starts_with("hit") {
-                    Served {
-                        entry: h.get("x-deja-cache-entry").and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok()),
-                        similarity: h
-                            .get("x-deja-cache-similarity")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or(0.0),
-                    }
-                } else {
-                    Served::default()
-                };
+        // Each lookup is a task of its own: the verifier's work spreads over the runtime's
+        // threads as it did over the HTTP workers, while the embedder batches the queries.
+        let tasks = rows.iter().cloned().enumerate().map(|(i, (ns, q))| {
+            let gw = self.gw.clone();
+            async move {
+                let served = tokio::spawn(async move { served(&gw, ns, &q, floor).await })
+                    .await
+                    .context("a lookup task failed")??;
                 anyhow::Ok((i, served))
-            })
+            }
+        });
+        let results = futures_util::stream::iter(tasks)
             .buffer_unordered(concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
@@ -234,31 +219,69 @@ impl Bench {
         }
         Ok(out)
     }
-}
 
-impl Bench {
     /// The inspection search for `question` (candidates with verdicts and reasons).
     pub async fn search(&self, question: &str, threshold: f32, k: usize) -> anyhow::Result<Value> {
-        let r = self
-            .client
-            .post(self.url("/admin/cache/search"))
-            .bearer_auth(&self.token)
-            .json(
-                &json!({"prompt": question, "model": "mock/eval", "threshold": threshold, "k": k}),
-            )
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            bail!("search failed: {}", r.status());
-        }
-        Ok(r.json().await?)
+        let req: admin::SearchRequest = serde_json::from_value(
+            json!({"prompt": question, "model": MODEL, "threshold": threshold, "k": k}),
+        )?;
+        admin::search(&self.gw, req)
+            .await
+            .map_err(|e| anyhow::anyhow!("search failed: {e}"))
     }
+}
+
+/// What the serving path (`gateway::cached::serve` with `x-deja-cache: read-only` and
+/// `x-deja-cache-threshold: floor`) would answer `question` with in namespace `ns`: the
+/// exact key's entry, else the first candidate at or above `floor` the verifier accepts.
+async fn served(gw: &Gateway, ns: String, question: &str, floor: f32) -> anyhow::Result<Served> {
+    let cache = gw.cache.as_ref().context("the cache is off")?;
+    let controls = CacheControls {
+        read: true,
+        write: false,
+        threshold: Some(floor),
+        namespace: ns,
+        ..Default::default()
+    };
+    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": question}]});
+    let fail = |e: crate::gateway::GatewayError| anyhow::anyhow!("lookup failed: {e}");
+    let req =
+        parse_request(Endpoint::ChatCompletions, &serde_json::to_vec(&body)?).map_err(fail)?;
+    let route = gw
+        .router()
+        .resolve(&req.model)
+        .map_err(|e| fail(e.into()))?;
+    let Some(key) = request_key(&route, &controls, &req) else {
+        return Ok(Served::default());
+    };
+    if let Some(entry) = cache.handle.get_exact_cached(&ExactKey(key.exact))? {
+        return Ok(Served {
+            entry: Some(entry.id),
+            similarity: 1.0,
+        });
+    }
+    let lookup = cache
+        .candidates(&key, floor, cache.config.top_k, true)
+        .await
+        .map_err(fail)?;
+    Ok(lookup
+        .judged
+        .iter()
+        .find(|j| j.accepted)
+        .map(|j| Served {
+            entry: Some(j.entry.id),
+            similarity: j.similarity,
+        })
+        .unwrap_or_default())
 }
 
 impl Drop for Bench {
     fn drop(&mut self) {
-        if let Some(gw) = self.gw.take() {
-            gw.stop();
+        // Stops every arbiter of the System (and drops the actors); the cache directory
+        // is removed right after, so nothing is persisted.
+        self.system.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

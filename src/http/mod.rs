@@ -238,8 +238,8 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     })
 }
 
-/// A server on its own thread with its own actix System: for tests, benchmarks and the
-/// embedded mock. Dropping the handle does not stop it; call `stop`.
+/// A server on its own thread with its own actix System: for tests and benchmarks.
+/// Dropping the handle does not stop it; call `stop`.
 pub struct Spawned {
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,

@@ -3,7 +3,7 @@
 
 use deja::config::{self, Config, Overrides};
 use deja::http::Spawned;
-use deja::mock::{MockProvider, MockSettings};
+use deja_mock::{MockProvider, MockSettings};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;

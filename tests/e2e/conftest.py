@@ -1,4 +1,4 @@
-"""Fixtures: the real deja binary and its mock provider on free ports."""
+"""Fixtures: the real deja binary and the deja-mock provider binary on free ports."""
 import os
 import socket
 import subprocess
@@ -9,6 +9,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEJA = os.environ.get("DEJA_BIN", os.path.join(ROOT, "target", "debug", "deja"))
+# The mock providers are their own binary (crates/deja-mock), not part of the shipped deja.
+MOCK = os.environ.get("DEJA_MOCK_BIN", os.path.join(ROOT, "target", "debug", "deja-mock"))
 
 
 def free_port():
@@ -32,7 +34,7 @@ def wait_http(url, timeout=30):
 @pytest.fixture(scope="session")
 def mock_provider():
     port = free_port()
-    p = subprocess.Popen([DEJA, "mock-provider", "--port", str(port)], stderr=subprocess.DEVNULL)
+    p = subprocess.Popen([MOCK, "--port", str(port)], stderr=subprocess.DEVNULL)
     wait_http(f"http://127.0.0.1:{port}/v1/models")
     yield f"http://127.0.0.1:{port}"
     p.terminate()
@@ -67,7 +69,7 @@ def anthropic_mock():
     """deja's Anthropic Messages mock; it accepts only ANTHROPIC_MOCK_KEY as x-api-key."""
     port = free_port()
     p = subprocess.Popen(
-        [DEJA, "mock-provider", "--format", "anthropic", "--port", str(port), "--api-key", ANTHROPIC_MOCK_KEY],
+        [MOCK, "--format", "anthropic", "--port", str(port), "--api-key", ANTHROPIC_MOCK_KEY],
         stderr=subprocess.DEVNULL,
     )
     wait_http(f"http://127.0.0.1:{port}/_mock/requests")

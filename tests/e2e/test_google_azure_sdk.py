@@ -1,5 +1,5 @@
 """The official openai Python SDK against deja serving Gemini and Azure OpenAI (mock
-providers run by `deja mock-provider --format gemini|azure`) and deja's local embedding
+providers run by `deja-mock --format gemini|azure`) and deja's local embedding
 model: the translated answers must parse as the SDK expects, streaming and tools included."""
 import os
 import subprocess
@@ -7,7 +7,7 @@ import subprocess
 import openai
 import pytest
 
-from conftest import DEJA, ROOT, free_port, wait_http
+from conftest import DEJA, MOCK, ROOT, free_port, wait_http
 
 
 @pytest.fixture(scope="module")
@@ -15,10 +15,10 @@ def google_azure_deja(tmp_path_factory):
     procs = []
     gport, aport, dport = free_port(), free_port(), free_port()
     procs.append(subprocess.Popen(
-        [DEJA, "mock-provider", "--format", "gemini", "--port", str(gport), "--api-key", "g-e2e"],
+        [MOCK, "--format", "gemini", "--port", str(gport), "--api-key", "g-e2e"],
         stderr=subprocess.DEVNULL))
     procs.append(subprocess.Popen(
-        [DEJA, "mock-provider", "--format", "azure", "--port", str(aport), "--api-key", "az-e2e",
+        [MOCK, "--format", "azure", "--port", str(aport), "--api-key", "az-e2e",
          "--models", "my-4o-mini"],
         stderr=subprocess.DEVNULL))
     cfg = tmp_path_factory.mktemp("cfg") / "deja.toml"

@@ -1,5 +1,5 @@
 """The official openai Python SDK against deja, served by AWS Bedrock and Cohere mocks
-(`deja mock-provider --format bedrock|cohere`): the Bedrock mock verifies every SigV4
+(`deja-mock --format bedrock|cohere`): the Bedrock mock verifies every SigV4
 signature, the Cohere mock the bearer key and the v2 request shapes."""
 import os
 import socket
@@ -9,7 +9,7 @@ import time
 import openai
 import pytest
 
-from conftest import DEJA, free_port, wait_http
+from conftest import DEJA, MOCK, free_port, wait_http
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 
@@ -31,7 +31,7 @@ def native_deja(tmp_path_factory):
     ports = {}
     for fmt in ("bedrock", "cohere"):
         port = free_port()
-        procs.append(subprocess.Popen([DEJA, "mock-provider", "--format", fmt, "--port", str(port)],
+        procs.append(subprocess.Popen([MOCK, "--format", fmt, "--port", str(port)],
                                       stderr=subprocess.DEVNULL))
         wait_tcp(port)
         ports[fmt] = port

@@ -87,7 +87,7 @@ impl AzureMock {
     }
 }
 
-/// Serve the mock on `listener` (inside an actix System) until stopped: `deja mock-provider
+/// Serve the mock on `listener` (inside an actix System) until stopped: `deja-mock
 /// --format azure` runs it.
 pub fn server(
     listener: std::net::TcpListener,

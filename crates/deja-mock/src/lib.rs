@@ -1,5 +1,10 @@
-//! A mock provider speaking the OpenAI wire format (JSON and SSE): for integration tests,
-//! benchmarks and demos (`deja mock-provider --port N`). It can be told to fail, stall or
+//! Mock LLM providers for deja's integration tests, benchmarks and demos (the `deja-mock`
+//! binary, or in process through [`MockProvider`] and each module's `*Mock`). This crate
+//! does not depend on `deja`: the mocks check requests with their own code, so a bug in
+//! the gateway cannot be mirrored by the mock that tests it.
+//!
+//! The root module is a mock provider speaking the OpenAI wire format (JSON and SSE;
+//! `deja-mock --port N`). It can be told to fail, stall or
 //! drop mid-stream (`PUT /_mock/behaviour`), and it records what it received
 //! (`GET /_mock/requests`). Answers are deterministic functions of the request.
 
@@ -9,6 +14,7 @@ pub mod bedrock;
 pub mod cohere;
 pub mod gemini;
 mod runner;
+pub mod sigv4;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;

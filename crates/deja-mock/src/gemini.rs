@@ -128,7 +128,7 @@ impl GeminiMock {
     }
 }
 
-/// Serve the mock on `listener` (inside an actix System) until stopped: `deja mock-provider
+/// Serve the mock on `listener` (inside an actix System) until stopped: `deja-mock
 /// --format gemini` runs it with an API key and no service account.
 pub fn server(
     listener: std::net::TcpListener,

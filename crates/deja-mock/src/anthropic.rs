@@ -1,4 +1,4 @@
-//! A mock of Anthropic's Messages API (`deja mock-provider --format anthropic`): it checks
+//! A mock of Anthropic's Messages API (`deja-mock --format anthropic`): it checks
 //! the wire format deja must send — `x-api-key` (not a bearer token), `anthropic-version`,
 //! `POST /v1/messages` with `max_tokens`, a top-level `system`, alternating user/assistant
 //! turns, well-formed content blocks and tools — and answers deterministically, as JSON or

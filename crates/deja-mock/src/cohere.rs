@@ -474,7 +474,7 @@ async fn models(state: web::Data<Arc<CohereMockState>>, req: HttpRequest) -> Htt
     HttpResponse::Ok().json(json!({"models": models, "next_page_token": null}))
 }
 
-/// Run the mock on `listener` inside the current actix System (`deja mock-provider
+/// Run the mock on `listener` inside the current actix System (`deja-mock
 /// --format cohere`).
 pub fn server(
     listener: TcpListener,

@@ -54,9 +54,16 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        crate::http::stop_server(self.handle.clone(), false);
+        stop_server(self.handle.clone());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+/// Stop a server at once from any thread, even one already driving an async runtime
+/// (a test's tokio runtime): the stop future is driven on a thread of its own.
+fn stop_server(handle: ServerHandle) {
+    let t = std::thread::spawn(move || actix_rt::System::new().block_on(handle.stop(false)));
+    let _ = t.join();
 }

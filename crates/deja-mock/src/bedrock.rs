@@ -1,6 +1,7 @@
 //! A mock AWS Bedrock Runtime that checks what a real one checks: the SigV4 signature
-//! (recomputed with `aws-sigv4` from the known test credentials and the request as it
-//! arrived), the Converse / InvokeModel body shapes, and answers with recorded-style
+//! (recomputed by [`crate::sigv4`] from the known test credentials and the request as it
+//! arrived, independently of deja's adapter; a mismatch is AWS's 403
+//! `InvalidSignatureException`), the Converse / InvokeModel body shapes, and answers with recorded-style
 //! payloads; ConverseStream answers in real binary event-stream frames.
 //!
 //! On demand, driven by the last user text: `ERROR <ExceptionName>` answers that AWS error
@@ -14,8 +15,7 @@
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-troubleshooting.html>.
 
 use super::Recorder;
-use crate::config::Secret;
-use crate::providers::bedrock::{sign_headers, AwsCredentials, SIGNING_SERVICE};
+use crate::sigv4;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::Bytes;
@@ -24,6 +24,9 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+/// The service name in Bedrock Runtime's SigV4 credential scope.
+pub const SIGNING_SERVICE: &str = "bedrock";
 
 /// The credentials and region the mock accepts.
 #[derive(Debug, Clone)]
@@ -235,27 +238,19 @@ fn signature_refusal(
         .map(|p| p.as_str())
         .unwrap_or("/");
     let url = format!("http://{host}{path_and_query}");
-    let creds = AwsCredentials {
-        access_key_id: Secret::new(st.settings.access_key_id.as_str()),
-        secret_access_key: Secret::new(st.settings.secret_access_key.as_str()),
-        session_token: header("x-amz-security-token").map(Secret::new),
+    let creds = sigv4::Credentials {
+        access_key_id: &st.settings.access_key_id,
+        secret_access_key: &st.settings.secret_access_key,
+        session_token: header("x-amz-security-token"),
     };
-    let expected = sign_headers(
-        &creds,
-        region,
-        SIGNING_SERVICE,
-        req.method().as_str(),
-        &url,
-        &signed_headers,
+    let received = sigv4::Received {
+        method: req.method().as_str(),
+        url: &url,
+        signed_headers: &signed_headers,
         body,
-        time,
-    )
-    .ok()
-    .and_then(|h| {
-        h.into_iter()
-            .find(|(n, _)| *n == "authorization")
-            .map(|(_, v)| v)
-    });
+    };
+    let expected =
+        sigv4::expected_authorization(creds, region, SIGNING_SERVICE, time, received).ok();
     if expected.as_deref() != Some(auth) {
         return forbidden(
             "InvalidSignatureException",
@@ -833,7 +828,7 @@ async fn handle(
         ))
 }
 
-/// Run the mock on `listener` inside the current actix System (`deja mock-provider
+/// Run the mock on `listener` inside the current actix System (`deja-mock
 /// --format bedrock`).
 pub fn server(
     listener: TcpListener,
