@@ -210,7 +210,8 @@ fn csv_first_column(line: &str) -> Option<String> {
 
 /// Generator mode (`DEJA_BENCH_GEN_VECTORS=out.f32`): embeds the real
 /// questions of banking77 (`DEJA_BENCH_BANKING77` dir, train+test `text`
-/// column) and clinc150 (`DEJA_BENCH_CLINC150` = data_full.json, all splits)
+/// column) and clinc150 (`DEJA_BENCH_CLINC150` = data_full.json, all splits;
+/// both by default under `../shared/data` next to the repository)
 /// with the project's embedder (`models/`), deduplicated and shuffled. The
 /// last `DEJA_BENCH_QUERIES` (2000) real questions are held out as queries;
 /// the others are stored, then topped up to `DEJA_BENCH_N` (100k) rows with
@@ -220,10 +221,11 @@ fn gen_vectors(out: &str) {
     use deja::embed::{Embedder, EmbedderConfig};
     let n = env_usize("DEJA_BENCH_N", 100_000);
     let nq = env_usize("DEJA_BENCH_QUERIES", 2_000);
-    let b77 = std::env::var("DEJA_BENCH_BANKING77")
-        .unwrap_or_else(|_| "/work/shared/data/banking77".into());
+    let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
+    let b77 =
+        std::env::var("DEJA_BENCH_BANKING77").unwrap_or_else(|_| format!("{shared}/banking77"));
     let clinc = std::env::var("DEJA_BENCH_CLINC150")
-        .unwrap_or_else(|_| "/work/shared/data/clinc150/data_full.json".into());
+        .unwrap_or_else(|_| format!("{shared}/clinc150/data_full.json"));
     let mut texts: Vec<String> = Vec::new();
     for f in ["train.csv", "test.csv"] {
         let s = std::fs::read_to_string(format!("{b77}/{f}")).expect("read banking77");

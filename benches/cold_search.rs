@@ -6,7 +6,8 @@
 //! vector while this thread waits, as a worker waits on the serving path, and this thread
 //! searches the index (ef 48, k 5: the lookup's first pass) twice: right after the
 //! embedding ("after embedding") and again at once ("repeated"). `MODE=idle` adds 5 ms
-//! of idle before the first search. Needs `scripts/fetch-model` and ../shared/data.
+//! of idle before the first search. Needs `scripts/fetch-model` and the full banking77
+//! set (env `DEJA_BANKING77_DIR`, by default `../shared/data/banking77`).
 //!
 //! `cargo bench --bench cold_search` (`DEJA_BENCH_QUERIES=N`, default 1500)
 
@@ -41,8 +42,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1500);
-    let train = common::banking77("train.csv").expect("read ../shared/data/banking77/train.csv");
-    let test = common::banking77("test.csv").expect("read ../shared/data/banking77/test.csv");
+    // DEJA_BANKING77_DIR, by default ../shared/data/banking77
+    let train = common::banking77("train.csv").expect("read banking77 train.csv");
+    let test = common::banking77("test.csv").expect("read banking77 test.csv");
     let cfg = EmbedderConfig {
         model_path: root().join("models/model.onnx"),
         tokenizer_path: root().join("models/tokenizer.json"),

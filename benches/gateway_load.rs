@@ -553,11 +553,15 @@ async fn exact_hit_row(client: &reqwest::Client, url: &str, args: &Args) {
 /// Both paths pay HTTP + embedding; the difference is the cache's own cost (index search,
 /// verification, reading and replaying the entry).
 async fn semantic_hits(client: &reqwest::Client, port: u16) {
-    // without ../shared/data the phase reports nothing rather than failing the bench
+    // without the banking77 folder (env DEJA_BANKING77_DIR, by default ../shared/data/banking77)
+    // the phase reports nothing rather than failing the bench
     let train = common::banking77("train.csv").unwrap_or_default();
     let test = common::banking77("test.csv").unwrap_or_default();
     if train.is_empty() || test.is_empty() {
-        println!("\n(semantic hits skipped: ../shared/data/banking77 not found)");
+        println!(
+            "\n(semantic hits skipped: {} not found; set DEJA_BANKING77_DIR)",
+            common::banking77_dir().display()
+        );
         return;
     }
     for chunk in train.chunks(500) {

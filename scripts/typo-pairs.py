@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Misspelt variants of the development pairs, for `deja eval-pairs`.
 
-    python3 scripts/typo-pairs.py swap > /tmp/typo-swap.tsv
+    python3 scripts/typo-pairs.py swap [PAIRS.tsv] > /tmp/typo-swap.tsv
     python3 scripts/typo-pairs.py slip > /tmp/typo-slip.tsv
     python3 scripts/typo-pairs.py none > /tmp/typo-none.tsv   # the same pairs, unchanged
 
-3,000 pairs drawn from ../shared/data/pairs/checklist-dev.tsv (fixed seed); in each, one
+3,000 pairs drawn from PAIRS.tsv (default: env DEJA_CHECKLIST_DEV, else
+../shared/data/pairs/checklist-dev.tsv next to the repository; fixed seed); in each, one
 word of four letters or more in q2 gets one typo, the label unchanged:
 - swap: two adjacent letters exchanged (CheckList's own typo perturbation);
 - slip: a letter dropped, doubled, or replaced by a keyboard neighbour.
@@ -55,9 +56,10 @@ def misspell(rng, q, mode):
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "swap"
     if mode not in ("swap", "slip", "none"):
-        sys.exit("usage: typo-pairs.py swap|slip|none")
+        sys.exit("usage: typo-pairs.py swap|slip|none [PAIRS.tsv]")
     here = os.path.dirname(os.path.abspath(__file__))
-    path = os.path.join(here, "..", "..", "shared", "data", "pairs", "checklist-dev.tsv")
+    default = os.path.join(here, "..", "..", "shared", "data", "pairs", "checklist-dev.tsv")
+    path = sys.argv[2] if len(sys.argv) > 2 else os.environ.get("DEJA_CHECKLIST_DEV", default)
     with open(path, newline="") as f:
         rows = list(csv.reader(f, delimiter="\t"))
     header, rows = rows[0], rows[1:]

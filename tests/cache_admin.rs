@@ -276,7 +276,7 @@ async fn warmup_of_the_bitext_file_fills_the_cache() {
     let state = dir.path().join("warmup-state.json");
     let csv = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/bitext/customer_support.csv"
+        "/tests/data/bitext/customer_support.csv"
     );
     let url = h.gw.as_ref().unwrap().url();
     let args: Vec<String> = [

@@ -15,13 +15,11 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "crash-test-token";
 
-/// banking77 questions (first CSV column; quoted fields may hold commas).
+/// banking77 questions (first CSV column; quoted fields may hold commas), from the
+/// subset in tests/data/banking77.
 fn questions(n: usize) -> Vec<String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/banking77/test.csv"
-    );
-    let text = std::fs::read_to_string(path).expect("../shared/data/banking77/test.csv");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/banking77/test.csv");
+    let text = std::fs::read_to_string(path).expect("tests/data/banking77/test.csv");
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let q = if let Some(rest) = line.strip_prefix('"') {

@@ -554,12 +554,8 @@ fn csv_column_mapping_with_multiline_quoted_fields() {
 
 #[test]
 fn bitext_customer_support_first_200_rows() {
-    let data =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/bitext/customer_support.csv");
-    if !data.exists() {
-        eprintln!("skipping: {} not found", data.display());
-        return;
-    }
+    // 320 records: --limit 200 leaves the file incomplete.
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bitext/customer_support.csv");
     // The expected rows, read independently with the csv crate.
     let mut rdr = csv::Reader::from_path(&data).unwrap();
     let headers = rdr.headers().unwrap().clone();

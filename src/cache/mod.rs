@@ -90,7 +90,7 @@ pub struct CacheConfig {
     /// HNSW parameters.
     pub hnsw: HnswConfig,
     /// Cosine similarity at or above which the nearest entry is a candidate
-    /// (per request: `x-deja-cache-threshold`). Chosen from measurements: README.
+    /// (per request: `x-deja-cache-threshold`). Chosen from measurements: docs/cache.md.
     pub similarity_threshold: f32,
     /// Candidates considered per lookup (a paraphrase ranked second may be the
     /// right entry when the first is refused).
