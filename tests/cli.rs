@@ -54,8 +54,12 @@ mod raw {
 }
 
 fn post_chat(port: u16, content: &str) -> (u16, String) {
-    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]})
-        .to_string();
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]});
+    post_body(port, &body.to_string())
+}
+
+/// POST a JSON chat body on a new connection; the status and the whole raw reply.
+fn post_body(port: u16, body: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
@@ -73,6 +77,36 @@ fn post_chat(port: u16, content: &str) -> (u16, String) {
     (code, buf)
 }
 
+/// `deja serve` with JSON logs, zero-config against `mock` as OpenAI with `key`; ready.
+fn serve_json_logs(mock: &MockProvider, key: &str, data: &std::path::Path) -> (Kill, u16) {
+    let port = free_port();
+    let child = deja()
+        .args(["serve", "--port", &port.to_string(), "--log-format", "json"])
+        .env("OPENAI_API_KEY", key)
+        .env("OPENAI_BASE_URL", mock.base_url())
+        .env("DEJA_DATA_DIR", data)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let child = Kill(child);
+    wait_ready(port);
+    (child, port)
+}
+
+/// SIGTERM, wait, and everything the process logged.
+fn stop_and_logs(child: &mut Kill) -> (std::process::ExitStatus, String) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    let status = child.0.wait().unwrap();
+    let mut logs = String::new();
+    for line in BufReader::new(child.0.stderr.take().unwrap()).lines() {
+        logs.push_str(&line.unwrap());
+        logs.push('\n');
+    }
+    (status, logs)
+}
+
 struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -84,18 +118,8 @@ impl Drop for Kill {
 #[test]
 fn zero_config_honours_openai_base_url_and_logs_json_without_secrets() {
     let mock = MockProvider::start(MockSettings::default()).unwrap();
-    let port = free_port();
     let data = tempfile::tempdir().unwrap();
-    let child = deja()
-        .args(["serve", "--port", &port.to_string(), "--log-format", "json"])
-        .env("OPENAI_API_KEY", "sk-secret-zero-config")
-        .env("OPENAI_BASE_URL", mock.base_url())
-        .env("DEJA_DATA_DIR", data.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Kill(child);
-    wait_ready(port);
+    let (mut child, port) = serve_json_logs(&mock, "sk-secret-zero-config", data.path());
     let (code, body) = post_chat(port, "private question text");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("Mock answer to: private question text"));
@@ -104,16 +128,8 @@ fn zero_config_honours_openai_base_url_and_logs_json_without_secrets() {
         Some("Bearer sk-secret-zero-config")
     );
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status();
-    let status = child.0.wait().unwrap();
+    let (status, logs) = stop_and_logs(&mut child);
     assert!(status.success(), "exit on SIGTERM: {status:?}");
-    let mut logs = String::new();
-    for line in BufReader::new(child.0.stderr.take().unwrap()).lines() {
-        logs.push_str(&line.unwrap());
-        logs.push('\n');
-    }
     let request_line = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -202,49 +218,19 @@ fn unknown_config_key_fails_start_up_naming_file_and_field() {
 #[test]
 fn client_fields_are_clipped_in_logs_and_new_partitions_are_quiet() {
     let mock = MockProvider::start(MockSettings::default()).unwrap();
-    let port = free_port();
     let data = tempfile::tempdir().unwrap();
-    let child = deja()
-        .args(["serve", "--port", &port.to_string(), "--log-format", "json"])
-        .env("OPENAI_API_KEY", "sk-x")
-        .env("OPENAI_BASE_URL", mock.base_url())
-        .env("DEJA_DATA_DIR", data.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Kill(child);
-    wait_ready(port);
-    let send = |body: String| {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(
-            s,
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut buf = String::new();
-        std::io::Read::read_to_string(&mut s, &mut buf).unwrap();
-        buf
-    };
+    let (mut child, port) = serve_json_logs(&mock, "sk-x", data.path());
     let huge = format!("openai/{}", "m".repeat(200_000));
     for _ in 0..3 {
         let body = json!({"model": huge, "messages": [{"role": "user", "content": "hi"}]});
-        let reply = send(body.to_string());
-        assert!(reply.starts_with("HTTP/1.1 200"), "{}", &reply[..200]);
+        let (code, reply) = post_body(port, &body.to_string());
+        assert_eq!(code, 200, "{}", &reply[..200]);
     }
     for seed in 0..5 {
         let body = json!({"model": "gpt-4o-mini", "seed": seed, "messages": [{"role": "user", "content": "What is the refund policy?"}]});
-        assert!(send(body.to_string()).starts_with("HTTP/1.1 200"));
+        assert_eq!(post_body(port, &body.to_string()).0, 200);
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status();
-    child.0.wait().unwrap();
-    let mut logs = String::new();
-    for line in BufReader::new(child.0.stderr.take().unwrap()).lines() {
-        logs.push_str(&line.unwrap());
-        logs.push('\n');
-    }
+    let (_, logs) = stop_and_logs(&mut child);
     // Three request lines with the huge model, each clipped to a few hundred bytes.
     assert!(logs.len() < 40_000, "{} bytes of log", logs.len());
     let clipped = logs
