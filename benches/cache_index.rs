@@ -347,6 +347,7 @@ fn main() {
         println!("insert: reusing the store in {}", dir_path.display());
     } else {
         let store = CacheStore::open(dir.path(), config()).expect("open");
+        let mut w = store.take_writer().expect("a new store's writer");
         let t = Instant::now();
         for (b, chunk) in data.base.chunks(1000).enumerate() {
             let batch = chunk
@@ -354,7 +355,7 @@ fn main() {
                 .enumerate()
                 .map(|(i, v)| entry(b * 1000 + i, v))
                 .collect();
-            store.insert_batch(batch, 1).expect("insert");
+            store.insert_batch(&mut w, batch, 1).expect("insert");
         }
         let s = t.elapsed().as_secs_f64();
         let st = store.stats();

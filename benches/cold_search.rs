@@ -61,6 +61,7 @@ fn main() {
         },
     )
     .expect("open store");
+    let mut w = store.take_writer().expect("a new store's writer");
     let started = Instant::now();
     for (b, chunk) in train.chunks(32).enumerate() {
         let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
@@ -84,7 +85,7 @@ fn main() {
                 }
             })
             .collect();
-        store.insert_batch(batch, 1).expect("insert");
+        store.insert_batch(&mut w, batch, 1).expect("insert");
     }
     println!(
         "stored {} questions in {:.1} s; {} searches, mode {}",

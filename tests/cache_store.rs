@@ -2,7 +2,7 @@
 
 use deja::cache::{
     dot, CacheConfig, CacheError, CacheHandle, CacheStore, Entry, EntryFilter, EvictionPolicy,
-    ExactKey, IndexState, NewEntry,
+    ExactKey, IndexState, NewEntry, Writer,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -74,6 +74,7 @@ fn brute_force(rows: &[(u64, Vec<f32>)], q: &[f32], k: usize) -> Vec<u64> {
 /// Inserts `n` random entries into `partition` (one batch), returns (id, vector).
 fn fill(
     store: &CacheStore,
+    w: &mut Writer,
     rng: &mut StdRng,
     partition: &str,
     first: u64,
@@ -84,7 +85,7 @@ fn fill(
         .map(|i| entry(partition, i, unit(rng, DIMS)))
         .collect();
     let vecs: Vec<Vec<f32>> = batch.iter().map(|e| e.vector.clone()).collect();
-    let ids = store.insert_batch(batch, now).unwrap();
+    let ids = store.insert_batch(w, batch, now).unwrap();
     ids.into_iter().zip(vecs).collect()
 }
 
@@ -92,8 +93,9 @@ fn fill(
 fn insert_search_get() {
     let dir = tempfile::tempdir().unwrap();
     let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(1);
-    let rows = fill(&store, &mut rng, "p", 0, 300, 1_000);
+    let rows = fill(&store, &mut w, &mut rng, "p", 0, 300, 1_000);
     assert_eq!(store.len(), 300);
     for (id, v) in rows.iter().step_by(7) {
         let hits = store.search(v, "p", 3, 1_000).unwrap();
@@ -142,9 +144,10 @@ fn insert_search_get() {
 fn partitions_are_separate() {
     let dir = tempfile::tempdir().unwrap();
     let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(2);
-    let a = fill(&store, &mut rng, "route-a|t=0|ns", 0, 100, 1);
-    let b = fill(&store, &mut rng, "route-b|t=0|ns", 1000, 20, 1);
+    let a = fill(&store, &mut w, &mut rng, "route-a|t=0|ns", 0, 100, 1);
+    let b = fill(&store, &mut w, &mut rng, "route-b|t=0|ns", 1000, 20, 1);
     let a_ids: HashSet<u64> = a.iter().map(|r| r.0).collect();
     let b_ids: HashSet<u64> = b.iter().map(|r| r.0).collect();
     // An A vector queried in B returns only B entries, and vice versa.
@@ -160,10 +163,10 @@ fn partitions_are_separate() {
     // identical vector in both partitions
     let v = unit(&mut rng, DIMS);
     let ia = store
-        .insert_batch(vec![entry("route-a|t=0|ns", 5000, v.clone())], 1)
+        .insert_batch(&mut w, vec![entry("route-a|t=0|ns", 5000, v.clone())], 1)
         .unwrap()[0];
     let ib = store
-        .insert_batch(vec![entry("route-b|t=0|ns", 5001, v.clone())], 1)
+        .insert_batch(&mut w, vec![entry("route-b|t=0|ns", 5001, v.clone())], 1)
         .unwrap()[0];
     assert_eq!(store.search(&v, "route-a|t=0|ns", 1, 1).unwrap()[0].id, ia);
     assert_eq!(store.search(&v, "route-b|t=0|ns", 1, 1).unwrap()[0].id, ib);
@@ -174,15 +177,16 @@ fn partitions_are_separate() {
 fn exact_lookup_and_replacement() {
     let dir = tempfile::tempdir().unwrap();
     let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(3);
-    let rows = fill(&store, &mut rng, "p", 0, 10, 1);
+    let rows = fill(&store, &mut w, &mut rng, "p", 0, 10, 1);
     let e = store.get_exact(&key(4), 1).unwrap().unwrap();
     assert_eq!(e.id, rows[4].0);
     assert!(store.get_exact(&key(99), 1).unwrap().is_none());
     // Same exact key again: the new entry replaces the old one.
     let v = unit(&mut rng, DIMS);
     let new_id = store
-        .insert_batch(vec![entry("p", 4, v.clone())], 2)
+        .insert_batch(&mut w, vec![entry("p", 4, v.clone())], 2)
         .unwrap()[0];
     assert_eq!(store.get_exact(&key(4), 2).unwrap().unwrap().id, new_id);
     assert!(store.get(rows[4].0, 2).unwrap().is_none());
@@ -190,7 +194,7 @@ fn exact_lookup_and_replacement() {
     let hits = store.search(&rows[4].1, "p", 10, 2).unwrap();
     assert!(hits.iter().all(|h| h.id != rows[4].0));
     // Deleting an entry frees its exact key; reopening finds the others by theirs.
-    store.delete(rows[5].0).unwrap();
+    store.delete(&mut w, rows[5].0).unwrap();
     assert!(store.get_exact(&key(5), 2).unwrap().is_none());
     drop(store);
     let store = reopen(dir.path(), cfg());
@@ -205,12 +209,15 @@ fn ttl_expiry_with_injected_time() {
     let mut c = cfg();
     c.default_ttl_secs = Some(10);
     let store = CacheStore::open(dir.path(), c).unwrap();
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(4);
     let t0 = 1_000_000;
-    let rows = fill(&store, &mut rng, "p", 0, 5, t0);
+    let rows = fill(&store, &mut w, &mut rng, "p", 0, 5, t0);
     let mut forever = entry("p", 100, unit(&mut rng, DIMS));
     forever.ttl_secs = Some(3600);
-    let long_id = store.insert_batch(vec![forever.clone()], t0).unwrap()[0];
+    let long_id = store
+        .insert_batch(&mut w, vec![forever.clone()], t0)
+        .unwrap()[0];
 
     let (id, v) = &rows[0];
     assert_eq!(
@@ -232,7 +239,7 @@ fn ttl_expiry_with_injected_time() {
         .iter()
         .all(|e| e.id == long_id));
 
-    let r = store.sweep(later).unwrap();
+    let r = store.sweep(&mut w, later).unwrap();
     assert_eq!((r.expired, r.evicted), (5, 0));
     assert_eq!(store.len(), 1);
     let s = store.stats();
@@ -252,10 +259,11 @@ fn deletion_is_final_and_survives_restart() {
     let rows;
     {
         let store = CacheStore::open(dir.path(), cfg()).unwrap();
-        rows = fill(&store, &mut rng, "p", 0, 50, 1);
-        store.delete(rows[0].0).unwrap();
+        let mut w = store.take_writer().unwrap();
+        rows = fill(&store, &mut w, &mut rng, "p", 0, 50, 1);
+        store.delete(&mut w, rows[0].0).unwrap();
         assert!(matches!(
-            store.delete(rows[0].0),
+            store.delete(&mut w, rows[0].0),
             Err(CacheError::NotFound(_))
         ));
         assert!(store.get(rows[0].0, 1).unwrap().is_none());
@@ -264,10 +272,13 @@ fn deletion_is_final_and_survives_restart() {
         assert_eq!(hits.len(), 49);
         assert!(hits.iter().all(|h| h.id != rows[0].0));
         let n = store
-            .delete_where(&EntryFilter {
-                text: Some("PROMPT NUMBER 1".into()),
-                ..Default::default()
-            })
+            .delete_where(
+                &mut w,
+                &EntryFilter {
+                    text: Some("PROMPT NUMBER 1".into()),
+                    ..Default::default()
+                },
+            )
             .unwrap();
         // 1, 10..=19
         assert_eq!(n, 11);
@@ -302,19 +313,20 @@ fn eviction_by_count_respects_lru() {
     let mut c = cfg();
     c.max_entries = 5;
     let store = CacheStore::open(dir.path(), c).unwrap();
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(6);
     let ids: Vec<u64> = (0..5)
-        .map(|i| fill(&store, &mut rng, "p", i, 1, 100 + i)[0].0)
+        .map(|i| fill(&store, &mut w, &mut rng, "p", i, 1, 100 + i)[0].0)
         .collect();
-    assert!(store.record_hit(ids[0], 200).unwrap());
-    assert!(!store.record_hit(u64::MAX - 3, 200).unwrap());
-    fill(&store, &mut rng, "p", 10, 1, 300);
+    assert!(store.record_hit(&mut w, ids[0], 200).unwrap());
+    assert!(!store.record_hit(&mut w, u64::MAX - 3, 200).unwrap());
+    fill(&store, &mut w, &mut rng, "p", 10, 1, 300);
     assert_eq!(store.len(), 5);
     // ids[1] is the least recently used (ids[0] was hit at 200)
     assert!(store.get(ids[1], 300).unwrap().is_none());
     let e0 = store.get(ids[0], 300).unwrap().unwrap();
     assert_eq!((e0.hits, e0.last_hit_ms), (1, Some(200)));
-    fill(&store, &mut rng, "p", 11, 2, 400);
+    fill(&store, &mut w, &mut rng, "p", 11, 2, 400);
     assert!(store.get(ids[2], 400).unwrap().is_none());
     assert!(store.get(ids[3], 400).unwrap().is_none());
     assert!(store.get(ids[0], 400).unwrap().is_some());
@@ -324,7 +336,8 @@ fn eviction_by_count_respects_lru() {
     let mut c = cfg();
     c.max_entries = 4;
     let store = reopen(dir.path(), c);
-    assert_eq!(store.sweep(500).unwrap().evicted, 1);
+    let mut w = store.take_writer().unwrap();
+    assert_eq!(store.sweep(&mut w, 500).unwrap().evicted, 1);
     assert!(store.get(ids[4], 500).unwrap().is_none());
     assert!(store.get(ids[0], 500).unwrap().is_some());
 }
@@ -335,9 +348,10 @@ fn noted_hits_count_at_once_steer_lru_and_persist_once_applied() {
     let mut c = cfg();
     c.max_entries = 3;
     let store = CacheStore::open(dir.path(), c.clone()).unwrap();
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(61);
     let ids: Vec<u64> = (0..3)
-        .map(|i| fill(&store, &mut rng, "p", i, 1, 100 + i)[0].0)
+        .map(|i| fill(&store, &mut w, &mut rng, "p", i, 1, 100 + i)[0].0)
         .collect();
     store.note_hit(ids[0], 200);
     store.note_hit(ids[0], 150);
@@ -347,11 +361,11 @@ fn noted_hits_count_at_once_steer_lru_and_persist_once_applied() {
     let e0 = store.get(ids[0], 300).unwrap().unwrap();
     assert_eq!((e0.hits, e0.last_hit_ms), (2, Some(200)));
     // an insert applies them before evicting: ids[2] is now the least recently used
-    fill(&store, &mut rng, "p", 10, 1, 300);
+    fill(&store, &mut w, &mut rng, "p", 10, 1, 300);
     assert!(store.get(ids[2], 300).unwrap().is_none());
     assert!(store.get(ids[0], 300).unwrap().is_some());
     store.note_hit(ids[1], 400);
-    store.apply_hits().unwrap();
+    store.apply_hits(&mut w).unwrap();
     drop(store);
     let store = reopen(dir.path(), c);
     let e1 = store.get(ids[1], 500).unwrap().unwrap();
@@ -366,12 +380,13 @@ fn fifo_ignores_hits() {
     c.max_entries = 3;
     c.eviction = EvictionPolicy::Fifo;
     let store = CacheStore::open(dir.path(), c).unwrap();
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(7);
     let ids: Vec<u64> = (0..3)
-        .map(|i| fill(&store, &mut rng, "p", i, 1, 100 + i)[0].0)
+        .map(|i| fill(&store, &mut w, &mut rng, "p", i, 1, 100 + i)[0].0)
         .collect();
-    store.record_hit(ids[0], 200).unwrap();
-    fill(&store, &mut rng, "p", 10, 1, 300);
+    store.record_hit(&mut w, ids[0], 200).unwrap();
+    fill(&store, &mut w, &mut rng, "p", 10, 1, 300);
     assert!(store.get(ids[0], 300).unwrap().is_none());
     assert!(store.get(ids[1], 300).unwrap().is_some());
 }
@@ -384,19 +399,21 @@ fn eviction_by_bytes_respects_lru() {
     let probe = tempfile::tempdir().unwrap();
     let size = {
         let s = CacheStore::open(probe.path(), cfg()).unwrap();
-        let id = fill(&s, &mut rng, "p", 10, 1, 1)[0].0;
+        let mut w = s.take_writer().unwrap();
+        let id = fill(&s, &mut w, &mut rng, "p", 10, 1, 1)[0].0;
         s.get(id, 1).unwrap().unwrap().size_bytes
     };
     let dir = tempfile::tempdir().unwrap();
     let mut c = cfg();
     c.max_bytes = size * 3 + size / 2;
     let store = CacheStore::open(dir.path(), c).unwrap();
+    let mut w = store.take_writer().unwrap();
     let ids: Vec<u64> = (10..13)
-        .map(|i| fill(&store, &mut rng, "p", i, 1, i)[0].0)
+        .map(|i| fill(&store, &mut w, &mut rng, "p", i, 1, i)[0].0)
         .collect();
     assert_eq!(store.len(), 3);
-    store.record_hit(ids[0], 50).unwrap();
-    fill(&store, &mut rng, "p", 14, 1, 60);
+    store.record_hit(&mut w, ids[0], 50).unwrap();
+    fill(&store, &mut w, &mut rng, "p", 14, 1, 60);
     assert_eq!(store.len(), 3);
     assert!(store.stats().bytes <= size * 3 + size / 2);
     assert!(store.get(ids[0], 60).unwrap().is_some());
@@ -411,8 +428,9 @@ fn restart_gives_same_results() {
     let queries: Vec<Vec<f32>> = (0..20).map(|_| unit(&mut rng, DIMS)).collect();
     let (rows, before) = {
         let store = CacheStore::open(dir.path(), cfg()).unwrap();
-        let mut rows = fill(&store, &mut rng, "p", 0, 400, 1);
-        rows.extend(fill(&store, &mut rng, "q", 1000, 50, 1));
+        let mut w = store.take_writer().unwrap();
+        let mut rows = fill(&store, &mut w, &mut rng, "p", 0, 400, 1);
+        rows.extend(fill(&store, &mut w, &mut rng, "q", 1000, 50, 1));
         let before: Vec<Vec<u64>> = queries
             .iter()
             .map(|q| {
@@ -423,6 +441,7 @@ fn restart_gives_same_results() {
         (rows, before)
     };
     let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let mut w = store.take_writer().unwrap();
     assert_eq!(store.len(), 450);
     let p_rows: Vec<(u64, Vec<f32>)> = rows[..400].to_vec();
     for (q, b) in queries.iter().zip(&before) {
@@ -437,7 +456,7 @@ fn restart_gives_same_results() {
     }
     // Ids keep increasing after a restart.
     let max_old = rows.iter().map(|r| r.0).max().unwrap();
-    let new = fill(&store, &mut rng, "p", 5000, 1, 2)[0].0;
+    let new = fill(&store, &mut w, &mut rng, "p", 5000, 1, 2)[0].0;
     assert!(new > max_old);
 }
 
@@ -476,8 +495,9 @@ fn graceful_reopen_reloads_the_dumped_graph() {
     let queries: Vec<Vec<f32>> = (0..20).map(|_| unit(&mut rng, DIMS)).collect();
     let (p_rows, q_rows) = {
         let store = CacheStore::open(dir.path(), cfg()).unwrap();
-        let p = fill(&store, &mut rng, "p", 0, 400, 1);
-        let q = fill(&store, &mut rng, "q", 1000, 50, 1);
+        let mut w = store.take_writer().unwrap();
+        let p = fill(&store, &mut w, &mut rng, "p", 0, 400, 1);
+        let q = fill(&store, &mut w, &mut rng, "q", 1000, 50, 1);
         assert_eq!(store.stats().startup_points_inserted, 0);
         (p, q)
     }; // drop = graceful close: dumps the graphs
@@ -520,17 +540,18 @@ fn stale_dump_is_reconciled_with_sled() {
     let queries: Vec<Vec<f32>> = (0..30).map(|_| unit(&mut rng, DIMS)).collect();
     let live_rows = {
         let store = CacheStore::open(dir.path(), cfg()).unwrap();
-        let mut rows = fill(&store, &mut rng, "p", 0, 300, 1);
+        let mut w = store.take_writer().unwrap();
+        let mut rows = fill(&store, &mut w, &mut rng, "p", 0, 300, 1);
         assert_eq!(store.persist_index(false).unwrap(), 1);
         copy_dir(&dir.path().join("index"), saved.path());
         // after the dump: 100 more entries, 60 deletions, one replacement
-        rows.extend(fill(&store, &mut rng, "p", 300, 100, 2));
+        rows.extend(fill(&store, &mut w, &mut rng, "p", 300, 100, 2));
         for (id, _) in rows.drain(..60) {
-            store.delete(id).unwrap();
+            store.delete(&mut w, id).unwrap();
         }
         let replaced = rows.iter().position(|r| r.0 == rows[0].0).unwrap();
         rows.remove(replaced);
-        rows.extend(fill(&store, &mut rng, "p", 60, 1, 3)); // same exact key as entry 60
+        rows.extend(fill(&store, &mut w, &mut rng, "p", 60, 1, 3)); // same exact key as entry 60
         rows
     };
     // Put the old dump back, as if the process died before dumping again.
@@ -555,7 +576,8 @@ fn corrupt_or_foreign_dump_falls_back_to_a_rebuild() {
     let dir = tempfile::tempdir().unwrap();
     let rows = {
         let store = CacheStore::open(dir.path(), cfg()).unwrap();
-        fill(&store, &mut rng, "p", 0, 200, 1)
+        let mut w = store.take_writer().unwrap();
+        fill(&store, &mut w, &mut rng, "p", 0, 200, 1)
     };
     let index = dir.path().join("index");
     // 1. flip a byte in the graph file
@@ -590,7 +612,8 @@ fn corrupt_or_foreign_dump_falls_back_to_a_rebuild() {
     let other = tempfile::tempdir().unwrap();
     let other_rows = {
         let store = CacheStore::open(other.path(), cfg()).unwrap();
-        fill(&store, &mut rng, "p", 0, 200, 1)
+        let mut w = store.take_writer().unwrap();
+        fill(&store, &mut w, &mut rng, "p", 0, 200, 1)
     };
     std::fs::remove_dir_all(&index).unwrap();
     copy_dir(&other.path().join("index"), &index);
@@ -604,12 +627,13 @@ fn corrupt_or_foreign_dump_falls_back_to_a_rebuild() {
 fn rebuild_after_tombstones_keeps_results_right() {
     let dir = tempfile::tempdir().unwrap();
     let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(10);
-    let rows = fill(&store, &mut rng, "p", 0, 600, 1);
-    let other = fill(&store, &mut rng, "other", 10_000, 10, 1);
+    let rows = fill(&store, &mut w, &mut rng, "p", 0, 600, 1);
+    let other = fill(&store, &mut w, &mut rng, "other", 10_000, 10, 1);
     assert!(!store.needs_rebuild());
     for (id, _) in rows.iter().step_by(2) {
-        store.delete(*id).unwrap();
+        store.delete(&mut w, *id).unwrap();
     }
     let s = store.stats();
     assert_eq!((s.entries, s.tombstones), (310, 300));
@@ -644,8 +668,9 @@ fn rebuild_after_tombstones_keeps_results_right() {
 fn inserts_during_rebuild_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(CacheStore::open(dir.path(), cfg()).unwrap());
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(11);
-    fill(&store, &mut rng, "p", 0, 3000, 1);
+    fill(&store, &mut w, &mut rng, "p", 0, 3000, 1);
     let done = Arc::new(AtomicBool::new(false));
     let rebuilder = {
         let (store, done) = (store.clone(), done.clone());
@@ -658,7 +683,7 @@ fn inserts_during_rebuild_are_kept() {
     let mut added = Vec::new();
     let mut i = 10_000;
     while !done.load(Ordering::SeqCst) || added.len() < 10 {
-        added.extend(fill(&store, &mut rng, "p", i, 5, 2));
+        added.extend(fill(&store, &mut w, &mut rng, "p", i, 5, 2));
         i += 5;
     }
     assert!(rebuilder.join().unwrap().unwrap().is_some());
@@ -674,8 +699,9 @@ fn inserts_during_rebuild_are_kept() {
 fn concurrent_readers_while_writer_inserts() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(CacheStore::open(dir.path(), cfg()).unwrap());
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(12);
-    let base = Arc::new(fill(&store, &mut rng, "p", 0, 200, 1));
+    let base = Arc::new(fill(&store, &mut w, &mut rng, "p", 0, 200, 1));
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicU64::new(0));
     let readers: Vec<_> = (0..3)
@@ -698,7 +724,7 @@ fn concurrent_readers_while_writer_inserts() {
         .collect();
     let mut added = Vec::new();
     for b in 0..20 {
-        added.extend(fill(&store, &mut rng, "p", 1000 + b * 50, 50, 1));
+        added.extend(fill(&store, &mut w, &mut rng, "p", 1000 + b * 50, 50, 1));
     }
     stop.store(true, Ordering::Relaxed);
     for r in readers {
@@ -715,34 +741,37 @@ fn concurrent_readers_while_writer_inserts() {
 fn bad_vectors_are_rejected_without_panic() {
     let dir = tempfile::tempdir().unwrap();
     let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(13);
     let good = entry("p", 1, unit(&mut rng, DIMS));
     let mut nan = entry("p", 2, unit(&mut rng, DIMS));
     nan.vector[3] = f32::NAN;
-    let err = store.insert_batch(vec![good.clone(), nan], 1).unwrap_err();
+    let err = store
+        .insert_batch(&mut w, vec![good.clone(), nan], 1)
+        .unwrap_err();
     assert!(matches!(err, CacheError::InvalidVector(_)));
     // the whole batch was rejected
     assert_eq!(store.len(), 0);
     let mut inf = entry("p", 3, unit(&mut rng, DIMS));
     inf.vector[0] = f32::INFINITY;
     assert!(matches!(
-        store.insert_batch(vec![inf], 1),
+        store.insert_batch(&mut w, vec![inf], 1),
         Err(CacheError::InvalidVector(_))
     ));
     let zero = entry("p", 4, vec![0.0; DIMS]);
     assert!(matches!(
-        store.insert_batch(vec![zero], 1),
+        store.insert_batch(&mut w, vec![zero], 1),
         Err(CacheError::InvalidVector(_))
     ));
     let short = entry("p", 5, vec![0.5; DIMS - 1]);
     assert!(matches!(
-        store.insert_batch(vec![short], 1),
+        store.insert_batch(&mut w, vec![short], 1),
         Err(CacheError::DimensionMismatch {
             expected: DIMS,
             got: 31
         })
     ));
-    store.insert_batch(vec![good.clone()], 1).unwrap();
+    store.insert_batch(&mut w, vec![good.clone()], 1).unwrap();
     assert!(matches!(
         store.search(&[f32::NAN; DIMS], "p", 1, 1),
         Err(CacheError::InvalidVector(_))
@@ -759,6 +788,7 @@ fn bad_vectors_are_rejected_without_panic() {
 fn self_dot_above_one_does_not_panic() {
     let dir = tempfile::tempdir().unwrap();
     let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(14);
     // Find unit vectors whose f32 dot with themselves rounds above 1.
     let mut over = Vec::new();
@@ -779,7 +809,7 @@ fn self_dot_above_one_does_not_panic() {
         .enumerate()
         .map(|(i, v)| entry("p", i as u64, v.clone()))
         .collect();
-    let ids = store.insert_batch(batch, 1).unwrap();
+    let ids = store.insert_batch(&mut w, batch, 1).unwrap();
     for (id, v) in ids.iter().zip(&over) {
         let hits = store.search(v, "p", 3, 1).unwrap();
         assert_eq!(hits[0].id, *id);
@@ -791,6 +821,7 @@ fn self_dot_above_one_does_not_panic() {
 fn list_export_and_filters() {
     let dir = tempfile::tempdir().unwrap();
     let store = CacheStore::open(dir.path(), cfg()).unwrap();
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(15);
     let batch: Vec<NewEntry> = (0..25)
         .map(|i| {
@@ -800,7 +831,7 @@ fn list_export_and_filters() {
             e
         })
         .collect();
-    let ids = store.insert_batch(batch, 1).unwrap();
+    let ids = store.insert_batch(&mut w, batch, 1).unwrap();
     let f = EntryFilter {
         model: Some("a".into()),
         ..Default::default()
@@ -834,7 +865,7 @@ fn list_export_and_filters() {
     let back: deja::cache::Entry = serde_json::from_str(&line).unwrap();
     assert_eq!(back, exported[0]);
 
-    assert_eq!(store.delete_where(&f).unwrap(), 9);
+    assert_eq!(store.delete_where(&mut w, &f).unwrap(), 9);
     assert_eq!(store.export(1).count(), 16);
     assert_eq!(store.list(&f, None, 10, 1).unwrap().items.len(), 0);
 }
@@ -869,16 +900,18 @@ fn reopen_with_other_dimensions_drops_old_vectors() {
     let mut rng = StdRng::seed_from_u64(16);
     {
         let store = CacheStore::open(dir.path(), cfg()).unwrap();
-        fill(&store, &mut rng, "p", 0, 10, 1);
+        let mut w = store.take_writer().unwrap();
+        fill(&store, &mut w, &mut rng, "p", 0, 10, 1);
     }
     let mut c = cfg();
     c.dimensions = 16;
     let store = CacheStore::open(dir.path(), c).unwrap();
+    let mut w = store.take_writer().unwrap();
     assert_eq!(store.len(), 0);
     assert!(store.get_exact(&key(1), 1).unwrap().is_none());
     let v: Vec<f32> = unit(&mut rng, 16);
     let id = store
-        .insert_batch(vec![entry("p", 1, v.clone())], 2)
+        .insert_batch(&mut w, vec![entry("p", 1, v.clone())], 2)
         .unwrap()[0];
     assert_eq!(store.search(&v, "p", 1, 2).unwrap()[0].id, id);
 }
@@ -893,7 +926,7 @@ fn actor_handle_round_trip() {
         Arc::new(move || now.load(Ordering::SeqCst))
     };
     actix::System::new().block_on(async move {
-        let h = CacheHandle::start_with_clock(store, clock);
+        let h = CacheHandle::start_with_clock(store, clock).unwrap();
         let mut rng = StdRng::seed_from_u64(17);
         let batch: Vec<NewEntry> = (0..40)
             .map(|i| entry("p", i, unit(&mut rng, DIMS)))
@@ -943,15 +976,16 @@ fn crash_child() {
         return;
     };
     let store = CacheStore::open(&dir, cfg()).unwrap();
+    let mut w = store.take_writer().unwrap();
     let mut rng = StdRng::seed_from_u64(18);
-    let rows = fill(&store, &mut rng, "p", 0, 500, 1);
+    let rows = fill(&store, &mut w, &mut rng, "p", 0, 500, 1);
     let ids: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
     println!("ACK {}", ids.join(","));
     // keep writing unacknowledged work until killed
     let mut i = 1000;
     loop {
-        let _ = store.record_hit(rows[0].0, 5);
-        let _ = fill(&store, &mut rng, "p", i, 5, 2);
+        let _ = store.record_hit(&mut w, rows[0].0, 5);
+        let _ = fill(&store, &mut w, &mut rng, "p", i, 5, 2);
         i += 5;
     }
 }

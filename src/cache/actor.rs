@@ -2,7 +2,7 @@
 
 use super::{
     CacheError, CacheResult, CacheStore, Cached, Candidate, Entry, EntryFilter, ExactKey, NewEntry,
-    RebuildReport, SweepReport,
+    RebuildReport, SweepReport, Writer,
 };
 use actix::prelude::*;
 use std::sync::Arc;
@@ -19,22 +19,28 @@ pub const HIT_APPLY_INTERVAL: Duration = Duration::from_millis(250);
 /// starts an index rebuild on a separate thread when tombstones pile up.
 pub struct CacheWriter {
     store: Arc<CacheStore>,
+    /// The store's write side: owning it is what makes this actor the only writer.
+    writer: Writer,
     clock: Clock,
 }
 
 impl CacheWriter {
-    pub fn new(store: Arc<CacheStore>, clock: Clock) -> Self {
-        Self { store, clock }
+    pub fn new(store: Arc<CacheStore>, writer: Writer, clock: Clock) -> Self {
+        Self {
+            store,
+            writer,
+            clock,
+        }
     }
 
     fn apply_hits(&mut self) {
-        if let Err(e) = self.store.apply_hits() {
+        if let Err(e) = self.store.apply_hits(&mut self.writer) {
             tracing::warn!(error = %e, "cannot record cache hits");
         }
     }
 
     fn periodic(&mut self) {
-        match self.store.sweep((self.clock)()) {
+        match self.store.sweep(&mut self.writer, (self.clock)()) {
             Ok(r) if r.expired + r.evicted > 0 => {
                 tracing::debug!(expired = r.expired, evicted = r.evicted, "cache sweep")
             }
@@ -158,28 +164,29 @@ impl Handler<Persist> for CacheWriter {
 impl Handler<Insert> for CacheWriter {
     type Result = CacheResult<Vec<u64>>;
     fn handle(&mut self, msg: Insert, _: &mut Self::Context) -> Self::Result {
-        self.store.insert_batch(msg.0, (self.clock)())
+        self.store
+            .insert_batch(&mut self.writer, msg.0, (self.clock)())
     }
 }
 
 impl Handler<Delete> for CacheWriter {
     type Result = CacheResult<()>;
     fn handle(&mut self, msg: Delete, _: &mut Self::Context) -> Self::Result {
-        self.store.delete(msg.0)
+        self.store.delete(&mut self.writer, msg.0)
     }
 }
 
 impl Handler<DeleteWhere> for CacheWriter {
     type Result = CacheResult<u64>;
     fn handle(&mut self, msg: DeleteWhere, _: &mut Self::Context) -> Self::Result {
-        self.store.delete_where(&msg.0)
+        self.store.delete_where(&mut self.writer, &msg.0)
     }
 }
 
 impl Handler<Sweep> for CacheWriter {
     type Result = CacheResult<SweepReport>;
     fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
-        self.store.sweep((self.clock)())
+        self.store.sweep(&mut self.writer, (self.clock)())
     }
 }
 
@@ -204,23 +211,26 @@ pub struct CacheHandle {
 }
 
 impl CacheHandle {
-    /// Starts the writer on a new arbiter. Must be called inside a running
-    /// actix `System`.
-    pub fn start(store: Arc<CacheStore>) -> Self {
+    /// Starts the writer on a new arbiter, handing it the store's [`Writer`]. Must be
+    /// called inside a running actix `System`; fails when the store's writer was
+    /// already taken (a store has one writer).
+    pub fn start(store: Arc<CacheStore>) -> CacheResult<Self> {
         Self::start_with_clock(store, Arc::new(super::now_ms))
     }
 
     /// Like [`CacheHandle::start`] with an injected clock.
-    pub fn start_with_clock(store: Arc<CacheStore>, clock: Clock) -> Self {
+    pub fn start_with_clock(store: Arc<CacheStore>, clock: Clock) -> CacheResult<Self> {
+        let writer = store.take_writer().ok_or(CacheError::WriterTaken)?;
         let arbiter = Arbiter::new();
         let (s, c) = (store.clone(), clock.clone());
-        let writer =
-            CacheWriter::start_in_arbiter(&arbiter.handle(), move |_| CacheWriter::new(s, c));
-        Self {
+        let writer = CacheWriter::start_in_arbiter(&arbiter.handle(), move |_| {
+            CacheWriter::new(s, writer, c)
+        });
+        Ok(Self {
             store,
             writer,
             clock,
-        }
+        })
     }
 
     /// Current time of the handle's clock.

@@ -61,7 +61,7 @@ pub use actor::{
     HIT_APPLY_INTERVAL,
 };
 pub use index::{dot, ClampedCosine};
-pub use store::CacheStore;
+pub use store::{CacheStore, Writer};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -268,6 +268,12 @@ pub enum CacheError {
     /// Storing would open a partition beyond `max_partitions`.
     #[error("the cache holds its maximum of {max} partitions (cache.max_partitions)")]
     PartitionLimit { max: usize },
+    /// The store's writer was already handed out.
+    #[error("the cache store's writer is already taken")]
+    WriterTaken,
+    /// A write method was given another store's [`Writer`].
+    #[error("this writer belongs to another cache store")]
+    ForeignWriter,
     /// The writer actor is gone (mailbox closed).
     #[error("cache writer unavailable")]
     WriterGone,

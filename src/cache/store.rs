@@ -49,7 +49,7 @@ struct LiveMeta {
     exact: ExactKey,
     expires_ms: Option<u64>,
     bytes: u64,
-    /// Current key in the eviction order (`WriterState::order`).
+    /// Current key in the eviction order (`Writer::order`).
     order: u64,
 }
 
@@ -59,11 +59,18 @@ impl LiveMeta {
     }
 }
 
-/// State only the writer touches.
-struct WriterState {
+/// The write side of one [`CacheStore`]: the state only its writer touches (the
+/// eviction order), handed out once by [`CacheStore::take_writer`] and passed to every
+/// write method. Its owner (the [`super::CacheWriter`] actor in the gateway) is what
+/// serialises the store's writes; no lock does it a second time.
+pub struct Writer {
+    /// Which store this is the writer of.
+    store: u64,
     /// (order_ms, id): first = evicted first.
     order: BTreeSet<(u64, u64)>,
 }
+
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Removal {
@@ -85,7 +92,9 @@ pub struct CacheStore {
     /// Exact key -> live entry id, kept with `live` by the writer: an exact-key
     /// lookup that misses (most requests) never reads sled.
     exact_ids: RwLock<HashMap<[u8; 32], u64>>,
-    writer: Mutex<WriterState>,
+    id: u64,
+    /// The writer until [`CacheStore::take_writer`] hands it out (once).
+    unclaimed_writer: Mutex<Option<Writer>>,
     /// Hits noted on the serving path and not yet applied: id -> (count, last hit ms).
     /// Serving a hit only takes this lock; the writer applies them (LRU order, the
     /// `hits` tree) on its timer and before anything that evicts, and reads add them,
@@ -523,6 +532,7 @@ impl CacheStore {
             );
         }
 
+        let id = NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed);
         let store = Self {
             evictions: AtomicU64::new(read_u64(&meta, META_EVICTIONS)?),
             expirations: AtomicU64::new(read_u64(&meta, META_EXPIRATIONS)?),
@@ -536,7 +546,8 @@ impl CacheStore {
             index,
             live: RwLock::new(live),
             exact_ids: RwLock::new(exact_ids),
-            writer: Mutex::new(WriterState { order }),
+            id,
+            unclaimed_writer: Mutex::new(Some(Writer { store: id, order })),
             pending_hits: Mutex::new(HashMap::new()),
             bytes: AtomicU64::new(total_bytes),
             last_rebuild: Mutex::new(None),
@@ -767,6 +778,19 @@ impl CacheStore {
     }
 
     /// Counters for the admin API.
+    /// The store's writer, once: `None` when it was already taken.
+    pub fn take_writer(&self) -> Option<Writer> {
+        self.unclaimed_writer.lock().take()
+    }
+
+    fn check_writer(&self, w: &Writer) -> CacheResult<()> {
+        if w.store == self.id {
+            Ok(())
+        } else {
+            Err(CacheError::ForeignWriter)
+        }
+    }
+
     /// Whether entries may be stored in `partition`: it exists, or there is room for
     /// one more under `max_partitions`.
     pub fn admits_partition(&self, partition: &str) -> bool {
@@ -830,7 +854,13 @@ impl CacheStore {
     /// stored replaces the older entry. Limits are enforced afterwards, which
     /// may evict older entries (or, for a batch larger than the limits, some
     /// of the batch itself).
-    pub fn insert_batch(&self, batch: Vec<NewEntry>, now_ms: u64) -> CacheResult<Vec<u64>> {
+    pub fn insert_batch(
+        &self,
+        w: &mut Writer,
+        batch: Vec<NewEntry>,
+        now_ms: u64,
+    ) -> CacheResult<Vec<u64>> {
+        self.check_writer(w)?;
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -861,7 +891,6 @@ impl CacheStore {
             })
             .collect::<CacheResult<Vec<_>>>()?;
 
-        let mut w = self.writer.lock();
         let mut new_parts: Vec<&str> = prepared
             .iter()
             .map(|p| p.partition.as_str())
@@ -874,7 +903,7 @@ impl CacheStore {
                 max: self.cfg.max_partitions,
             });
         }
-        self.apply_hits_locked(&mut w)?;
+        self.apply_hits_locked(w)?;
         let ids = prepared
             .iter()
             .map(|_| self.db.generate_id())
@@ -908,7 +937,7 @@ impl CacheStore {
             .map_err(tx_err)?;
         self.db.flush()?;
 
-        self.forget_locked(&mut w, &replaced);
+        self.forget_locked(w, &replaced);
         let mut by_part: HashMap<&str, Rows> = HashMap::new();
         {
             let mut live = self.live.write();
@@ -940,27 +969,27 @@ impl CacheStore {
             let part = self.index.part_or_create(name);
             self.index.insert(&part, &rows);
         }
-        self.enforce_limits_locked(&mut w)?;
+        self.enforce_limits_locked(w)?;
         Ok(ids)
     }
 
     /// Deletes a live entry (flushed before returning).
-    pub fn delete(&self, id: u64) -> CacheResult<()> {
-        let mut w = self.writer.lock();
-        self.apply_hits_locked(&mut w)?;
+    pub fn delete(&self, w: &mut Writer, id: u64) -> CacheResult<()> {
+        self.check_writer(w)?;
+        self.apply_hits_locked(w)?;
         if !self.live.read().contains_key(&id) {
             return Err(CacheError::NotFound(id));
         }
-        self.remove_locked(&mut w, &[id], Removal::Deleted)?;
+        self.remove_locked(w, &[id], Removal::Deleted)?;
         self.db.flush()?;
         Ok(())
     }
 
     /// Deletes every live entry matching `filter` (an empty filter matches
     /// all); returns how many. Flushed before returning.
-    pub fn delete_where(&self, filter: &EntryFilter) -> CacheResult<u64> {
-        let mut w = self.writer.lock();
-        self.apply_hits_locked(&mut w)?;
+    pub fn delete_where(&self, w: &mut Writer, filter: &EntryFilter) -> CacheResult<u64> {
+        self.check_writer(w)?;
+        self.apply_hits_locked(w)?;
         let mut victims = Vec::new();
         for kv in self.entries.iter() {
             let (k, v) = kv?;
@@ -972,16 +1001,16 @@ impl CacheStore {
                 victims.push(id);
             }
         }
-        let n = self.remove_locked(&mut w, &victims, Removal::Deleted)?;
+        let n = self.remove_locked(w, &victims, Removal::Deleted)?;
         self.db.flush()?;
         Ok(n)
     }
 
     /// Counts a hit on a live entry now (not flushed). Returns whether it exists.
-    pub fn record_hit(&self, id: u64, now_ms: u64) -> CacheResult<bool> {
-        let mut w = self.writer.lock();
-        self.apply_hits_locked(&mut w)?;
-        self.apply_hit_locked(&mut w, id, 1, now_ms)
+    pub fn record_hit(&self, w: &mut Writer, id: u64, now_ms: u64) -> CacheResult<bool> {
+        self.check_writer(w)?;
+        self.apply_hits_locked(w)?;
+        self.apply_hit_locked(w, id, 1, now_ms)
     }
 
     /// Notes a hit for the writer to apply later ([`CacheStore::apply_hits`]): the
@@ -994,12 +1023,12 @@ impl CacheStore {
     }
 
     /// Applies the noted hits (LRU order and the `hits` tree); the writer's job.
-    pub fn apply_hits(&self) -> CacheResult<()> {
-        let mut w = self.writer.lock();
-        self.apply_hits_locked(&mut w)
+    pub fn apply_hits(&self, w: &mut Writer) -> CacheResult<()> {
+        self.check_writer(w)?;
+        self.apply_hits_locked(w)
     }
 
-    fn apply_hits_locked(&self, w: &mut WriterState) -> CacheResult<()> {
+    fn apply_hits_locked(&self, w: &mut Writer) -> CacheResult<()> {
         let pending = std::mem::take(&mut *self.pending_hits.lock());
         for (id, (n, at)) in pending {
             self.apply_hit_locked(w, id, n, at)?;
@@ -1008,13 +1037,7 @@ impl CacheStore {
     }
 
     /// `n` hits on `id`, the last at `now_ms`; `false` when it is not live.
-    fn apply_hit_locked(
-        &self,
-        w: &mut WriterState,
-        id: u64,
-        n: u64,
-        now_ms: u64,
-    ) -> CacheResult<bool> {
+    fn apply_hit_locked(&self, w: &mut Writer, id: u64, n: u64, now_ms: u64) -> CacheResult<bool> {
         {
             let mut live = self.live.write();
             let Some(m) = live.get_mut(&id) else {
@@ -1035,9 +1058,9 @@ impl CacheStore {
     }
 
     /// Removes entries expired at `now_ms`, then evicts down to the limits.
-    pub fn sweep(&self, now_ms: u64) -> CacheResult<SweepReport> {
-        let mut w = self.writer.lock();
-        self.apply_hits_locked(&mut w)?;
+    pub fn sweep(&self, w: &mut Writer, now_ms: u64) -> CacheResult<SweepReport> {
+        self.check_writer(w)?;
+        self.apply_hits_locked(w)?;
         let expired: Vec<u64> = self
             .live
             .read()
@@ -1045,8 +1068,8 @@ impl CacheStore {
             .filter(|(_, m)| !m.alive(now_ms))
             .map(|(id, _)| *id)
             .collect();
-        let expired = self.remove_locked(&mut w, &expired, Removal::Expired)?;
-        let evicted = self.enforce_limits_locked(&mut w)?;
+        let expired = self.remove_locked(w, &expired, Removal::Expired)?;
+        let evicted = self.enforce_limits_locked(w)?;
         Ok(SweepReport { expired, evicted })
     }
 
@@ -1198,7 +1221,7 @@ impl CacheStore {
     }
 
     /// Drops entries from the in-memory state (they become tombstones).
-    fn forget_locked(&self, w: &mut WriterState, ids: &[u64]) -> Vec<(u64, LiveMeta)> {
+    fn forget_locked(&self, w: &mut Writer, ids: &[u64]) -> Vec<(u64, LiveMeta)> {
         let mut live = self.live.write();
         let gone: Vec<(u64, LiveMeta)> = ids
             .iter()
@@ -1222,7 +1245,7 @@ impl CacheStore {
 
     /// Removes live entries from memory, then from sled (one transaction).
     /// Returns how many were live. Not flushed.
-    fn remove_locked(&self, w: &mut WriterState, ids: &[u64], why: Removal) -> CacheResult<u64> {
+    fn remove_locked(&self, w: &mut Writer, ids: &[u64], why: Removal) -> CacheResult<u64> {
         let gone = self.forget_locked(w, ids);
         if gone.is_empty() {
             return Ok(0);
@@ -1254,7 +1277,7 @@ impl CacheStore {
     }
 
     /// Evicts in eviction order until within `max_entries` and `max_bytes`.
-    fn enforce_limits_locked(&self, w: &mut WriterState) -> CacheResult<u64> {
+    fn enforce_limits_locked(&self, w: &mut Writer) -> CacheResult<u64> {
         let victims = {
             let live = self.live.read();
             let mut n = live.len() as u64;

@@ -107,7 +107,12 @@ impl Gateway {
                         source,
                     }
                 })?;
-            let handle = crate::cache::CacheHandle::start(Arc::new(store));
+            let handle = crate::cache::CacheHandle::start(Arc::new(store)).map_err(|source| {
+                StartError::Cache {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
             Some(Arc::new(SemanticCache::new(
                 handle,
                 embedder,
