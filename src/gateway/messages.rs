@@ -9,7 +9,8 @@
 
 use super::{CacheControls, Gateway, GatewayError, Reply, ReplyBody};
 use crate::providers::anthropic::{anthropic_error_body, stop_reason};
-use crate::providers::sse::{self, SseEvent, SseTranslator};
+use crate::providers::sse::{SseDecoder, SseEvent};
+use crate::providers::stream::{self, Hook, Pipeline};
 use crate::providers::{Endpoint, ProviderError};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -528,7 +529,10 @@ impl StreamToAnthropic {
     }
 }
 
-impl SseTranslator for StreamToAnthropic {
+impl Hook<SseEvent> for StreamToAnthropic {
+    type Frame = Bytes;
+    type Error = String;
+
     fn event(&mut self, ev: &SseEvent, out: &mut Vec<Bytes>) -> Result<(), String> {
         if ev.data.trim() == "[DONE]" {
             self.finish_message(out);
@@ -658,9 +662,8 @@ pub async fn serve(
             ReplyBody::Json(Bytes::from(m.to_string()))
         }
         ReplyBody::Stream(s) => {
-            ReplyBody::Stream(sse::translate(s, StreamToAnthropic::new(&model), Ok, |m| {
-                Ok(error_event(502, &m))
-            }))
+            let pipeline = Pipeline::new(SseDecoder::new(), StreamToAnthropic::new(&model));
+            ReplyBody::Stream(stream::drive(s, pipeline, Ok, |m| Ok(error_event(502, &m))))
         }
     };
     Ok(reply)

@@ -5,13 +5,13 @@
 //! The type mappings (stop reasons, error types by status) are shared with the inbound
 //! Anthropic-compatible API in `crate::gateway::messages`.
 
-use super::sse::{self, SseEvent, SseTranslator};
+use super::sse::{SseDecoder, SseEvent};
+use super::stream::{chunk_stream, ChunkHook, HookError};
 use super::{
     ChunkStream, Endpoint, Lease, PoolError, ProviderAdapter, ProviderError, ProviderRequest,
 };
 use crate::config::ProviderConfig;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -585,7 +585,6 @@ pub fn to_openai_error(provider: &str, status: u16, body: &[u8]) -> (u16, Value)
 /// Turns the Anthropic event sequence (message_start, content_block_start/delta/stop,
 /// message_delta, message_stop, ping, error) into `chat.completion.chunk` frames.
 pub struct StreamToOpenAi {
-    include_usage: bool,
     id: Value,
     model: Value,
     created: u64,
@@ -598,9 +597,8 @@ pub struct StreamToOpenAi {
 }
 
 impl StreamToOpenAi {
-    pub fn new(include_usage: bool) -> Self {
+    pub fn new() -> Self {
         StreamToOpenAi {
-            include_usage,
             id: Value::Null,
             model: Value::Null,
             created: now_secs(),
@@ -612,16 +610,12 @@ impl StreamToOpenAi {
         }
     }
 
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
-        let mut c = json!({
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        json!({
             "id": self.id, "object": "chat.completion.chunk", "created": self.created,
             "model": self.model,
             "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if self.include_usage {
-            c["usage"] = Value::Null;
-        }
-        frame(&c)
+        })
     }
 
     fn merge_usage(&mut self, u: Option<&Value>) {
@@ -635,12 +629,14 @@ impl StreamToOpenAi {
     }
 }
 
-fn frame(v: &Value) -> Bytes {
-    Bytes::from(format!("data: {v}\n\n"))
+impl Default for StreamToOpenAi {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
-impl SseTranslator for StreamToOpenAi {
-    fn event(&mut self, ev: &SseEvent, out: &mut Vec<Bytes>) -> Result<(), String> {
+impl ChunkHook<SseEvent> for StreamToOpenAi {
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<Value>) -> Result<(), HookError> {
         let v: Value = serde_json::from_str(&ev.data)
             .map_err(|e| format!("invalid JSON in a stream event: {e}"))?;
         let kind = v
@@ -721,22 +717,18 @@ impl SseTranslator for StreamToOpenAi {
             }
             "message_stop" => {
                 out.push(self.chunk(json!({}), Some(self.finish.unwrap_or("stop"))));
-                if self.include_usage {
-                    let c = json!({
-                        "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                        "model": self.model, "choices": [],
-                        "usage": openai_usage(&Value::Object(self.usage.clone())),
-                    });
-                    out.push(frame(&c));
-                }
-                out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                out.push(json!({
+                    "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                    "model": self.model, "choices": [],
+                    "usage": openai_usage(&Value::Object(self.usage.clone())),
+                }));
                 self.done = true;
             }
             "error" => {
                 let e = v.get("error").unwrap_or(&Value::Null);
                 let t = e.get("type").and_then(Value::as_str).unwrap_or("api_error");
                 let m = e.get("message").and_then(Value::as_str).unwrap_or("");
-                return Err(format!("{t}: {m}"));
+                return Err(format!("{t}: {m}").into());
             }
             // ping and future event types
             _ => {}
@@ -744,7 +736,7 @@ impl SseTranslator for StreamToOpenAi {
         Ok(())
     }
 
-    fn end(&mut self, _out: &mut Vec<Bytes>) -> Result<(), String> {
+    fn end(&mut self, _out: &mut Vec<Value>) -> Result<(), HookError> {
         Err(if self.started {
             "the stream ended before message_stop".into()
         } else {
@@ -752,7 +744,7 @@ impl SseTranslator for StreamToOpenAi {
         })
     }
 
-    fn finished(&self) -> bool {
+    fn terminal(&self) -> bool {
         self.done
     }
 }
@@ -826,7 +818,13 @@ impl ProviderAdapter for AnthropicAdapter {
         req: &ProviderRequest,
         resp: reqwest::Response,
     ) -> ChunkStream {
-        self.translate_stream_for(provider, super::wants_stream_usage(req), resp)
+        chunk_stream(
+            provider,
+            req,
+            resp,
+            SseDecoder::new(),
+            StreamToOpenAi::new(),
+        )
     }
 
     fn translate_error(&self, provider: &Arc<str>, status: u16, body: Bytes) -> ProviderError {
@@ -843,31 +841,6 @@ impl ProviderAdapter for AnthropicAdapter {
         let v = super::fetch_model_list(self, lease, self.headers(lease, lease.client.get(url)))
             .await?;
         Ok(super::names_in(&v, "data", "id"))
-    }
-}
-
-impl AnthropicAdapter {
-    fn translate_stream_for(
-        &self,
-        provider: &Arc<str>,
-        include_usage: bool,
-        resp: reqwest::Response,
-    ) -> ChunkStream {
-        let p1 = provider.clone();
-        let bytes = resp
-            .bytes_stream()
-            .map(|r| r.map_err(|e| super::error_chain(&e.without_url())));
-        sse::translate(
-            bytes,
-            StreamToOpenAi::new(include_usage),
-            Ok,
-            move |message| {
-                Err(ProviderError::StreamInterrupted {
-                    provider: p1.clone(),
-                    message,
-                })
-            },
-        )
     }
 }
 

@@ -16,17 +16,17 @@
 //! <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ListFoundationModels.html>
 
 use super::native_common::{
-    content_text, decode_stream, done_frame, finish_reply, invalid_request, now_secs,
-    parse_data_url, provider_message, stop_sequences, upstream, ChunkBuilder, StreamDecoder,
+    content_text, finish_reply, invalid_request, now_secs, parse_data_url, provider_message,
+    stop_sequences, upstream, ChunkBuilder,
 };
+use super::stream::{chunk_stream, ChunkHook, EventStreamFraming, HookError};
 use super::{
     ChunkStream, Endpoint, Lease, PoolError, ProviderAdapter, ProviderError, ProviderKind,
     ProviderReply, ProviderRequest,
 };
 use crate::config::{ProviderConfig, Secret};
-use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::Message;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -823,10 +823,9 @@ fn header_str(msg: &Message, name: &str) -> Option<String> {
         .map(|s| s.as_str().to_owned())
 }
 
-/// Decodes ConverseStream's `application/vnd.amazon.eventstream` body into OpenAI chunks.
+/// Translates ConverseStream's event-stream messages into OpenAI chunks: the
+/// [`ChunkHook`] the shared stream driver runs over [`EventStreamFraming`].
 pub struct ConverseStreamDecoder {
-    frames: MessageFrameDecoder,
-    buf: BytesMut,
     chunks: ChunkBuilder,
     /// Bedrock content-block index -> OpenAI tool-call index.
     tools: HashMap<u64, usize>,
@@ -842,15 +841,13 @@ impl Default for ConverseStreamDecoder {
 impl ConverseStreamDecoder {
     pub fn new() -> Self {
         ConverseStreamDecoder {
-            frames: MessageFrameDecoder::new(),
-            buf: BytesMut::new(),
             chunks: ChunkBuilder::new(new_id(), String::new()),
             tools: HashMap::new(),
             stopped: false,
         }
     }
 
-    fn on_message(&mut self, msg: &Message) -> Result<Vec<Bytes>, String> {
+    fn on_message(&mut self, msg: &Message) -> Result<Vec<Value>, String> {
         let kind = header_str(msg, ":message-type").unwrap_or_else(|| "event".into());
         let payload: Value = if msg.payload().is_empty() {
             json!({})
@@ -928,30 +925,17 @@ impl ConverseStreamDecoder {
     }
 }
 
-impl StreamDecoder for ConverseStreamDecoder {
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Bytes>, String> {
-        self.buf.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        loop {
-            match self.frames.decode_frame(&mut self.buf) {
-                Ok(DecodedFrame::Complete(msg)) => out.extend(self.on_message(&msg)?),
-                Ok(DecodedFrame::Incomplete) => return Ok(out),
-                Err(e) => return Err(format!("bedrock stream framing: {e}")),
-            }
-        }
+impl ChunkHook<Message> for ConverseStreamDecoder {
+    fn event(&mut self, msg: &Message, out: &mut Vec<Value>) -> Result<(), HookError> {
+        out.extend(self.on_message(msg)?);
+        Ok(())
     }
 
-    fn finish(&mut self) -> Result<Vec<Bytes>, String> {
-        if !self.buf.is_empty() {
-            return Err(format!(
-                "bedrock stream ended inside a frame ({} bytes left)",
-                self.buf.len()
-            ));
-        }
+    fn end(&mut self, _out: &mut Vec<Value>) -> Result<(), HookError> {
         if !self.stopped {
             return Err("bedrock stream ended before messageStop".into());
         }
-        Ok(vec![done_frame()])
+        Ok(())
     }
 }
 
@@ -1022,10 +1006,16 @@ impl ProviderAdapter for BedrockAdapter {
     fn translate_stream(
         &self,
         provider: &Arc<str>,
-        _req: &ProviderRequest,
+        req: &ProviderRequest,
         resp: reqwest::Response,
     ) -> ChunkStream {
-        decode_stream(provider, resp, ConverseStreamDecoder::new())
+        chunk_stream(
+            provider,
+            req,
+            resp,
+            EventStreamFraming::new(),
+            ConverseStreamDecoder::new(),
+        )
     }
 
     fn translate_error(&self, provider: &Arc<str>, status: u16, body: Bytes) -> ProviderError {

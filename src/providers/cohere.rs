@@ -9,9 +9,11 @@
 //! - Errors: <https://docs.cohere.com/reference/errors>
 
 use super::native_common::{
-    content_text, decode_stream, done_frame, invalid_request, now_secs, provider_message,
-    stop_sequences, upstream, ChunkBuilder, StreamDecoder,
+    content_text, invalid_request, now_secs, provider_message, stop_sequences, upstream,
+    ChunkBuilder,
 };
+use super::sse::{SseDecoder, SseEvent};
+use super::stream::{chunk_stream, ChunkHook, HookError};
 use super::{ChunkStream, Endpoint, Lease, ProviderAdapter, ProviderError, ProviderRequest};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -356,9 +358,9 @@ pub fn from_cohere_embed(v: &Value) -> Result<Value, String> {
 // ---------------------------------------------------------------------------------
 // Streaming
 
-/// Decodes Cohere's SSE chat stream (`event: <type>` / `data: {"type": ...}`).
+/// Translates Cohere's SSE chat stream (`event: <type>` / `data: {"type": ...}`) into
+/// OpenAI chunks: the [`ChunkHook`] the shared stream driver runs.
 pub struct CohereStreamDecoder {
-    buf: Vec<u8>,
     chunks: ChunkBuilder,
     /// Cohere tool-call index -> OpenAI tool-call index.
     tools: HashMap<u64, usize>,
@@ -374,7 +376,6 @@ impl Default for CohereStreamDecoder {
 impl CohereStreamDecoder {
     pub fn new() -> Self {
         CohereStreamDecoder {
-            buf: Vec::new(),
             chunks: ChunkBuilder::new(
                 format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
                 String::new(),
@@ -384,7 +385,7 @@ impl CohereStreamDecoder {
         }
     }
 
-    fn on_event(&mut self, ev: &Value) -> Result<Vec<Bytes>, String> {
+    fn on_event(&mut self, ev: &Value) -> Result<Vec<Value>, String> {
         let kind = ev.get("type").and_then(Value::as_str).unwrap_or("");
         let index = ev.get("index").and_then(Value::as_u64).unwrap_or(0);
         let c = &self.chunks;
@@ -463,49 +464,22 @@ impl CohereStreamDecoder {
     }
 }
 
-impl StreamDecoder for CohereStreamDecoder {
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Bytes>, String> {
-        self.buf.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        // Events end with a blank line; accept `\n\n` and `\r\n\r\n`.
-        loop {
-            let text = &self.buf;
-            let end = text
-                .windows(2)
-                .position(|w| w == b"\n\n")
-                .map(|p| (p, 2))
-                .into_iter()
-                .chain(
-                    text.windows(4)
-                        .position(|w| w == b"\r\n\r\n")
-                        .map(|p| (p, 4)),
-                )
-                .min_by_key(|(p, _)| *p);
-            let Some((pos, sep)) = end else {
-                return Ok(out);
-            };
-            let event: Vec<u8> = self.buf.drain(..pos + sep).collect();
-            let event = String::from_utf8_lossy(&event[..pos]).into_owned();
-            let data: String = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect::<Vec<_>>()
-                .join("\n");
-            if data.is_empty() || data == "[DONE]" {
-                continue;
-            }
-            let v: Value = serde_json::from_str(&data)
-                .map_err(|e| format!("cohere stream event is not JSON: {e}"))?;
-            out.extend(self.on_event(&v)?);
+impl ChunkHook<SseEvent> for CohereStreamDecoder {
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<Value>) -> Result<(), HookError> {
+        if ev.data.is_empty() || ev.data == "[DONE]" {
+            return Ok(());
         }
+        let v: Value = serde_json::from_str(&ev.data)
+            .map_err(|e| format!("cohere stream event is not JSON: {e}"))?;
+        out.extend(self.on_event(&v)?);
+        Ok(())
     }
 
-    fn finish(&mut self) -> Result<Vec<Bytes>, String> {
+    fn end(&mut self, _out: &mut Vec<Value>) -> Result<(), HookError> {
         if !self.ended {
             return Err("cohere stream ended before message-end".into());
         }
-        Ok(vec![done_frame()])
+        Ok(())
     }
 }
 
@@ -571,10 +545,16 @@ impl ProviderAdapter for CohereAdapter {
     fn translate_stream(
         &self,
         provider: &Arc<str>,
-        _req: &ProviderRequest,
+        req: &ProviderRequest,
         resp: reqwest::Response,
     ) -> ChunkStream {
-        decode_stream(provider, resp, CohereStreamDecoder::new())
+        chunk_stream(
+            provider,
+            req,
+            resp,
+            SseDecoder::new(),
+            CohereStreamDecoder::new(),
+        )
     }
 
     /// Cohere's `{"message": ...}` errors (400, 401, 402, 404, 429, 498, 499, 500, ...)

@@ -15,6 +15,7 @@ mod openai;
 mod pool;
 mod router;
 pub mod sse;
+pub mod stream;
 
 pub use anthropic::AnthropicAdapter;
 pub use bedrock::BedrockAdapter;

@@ -1,5 +1,10 @@
 use super::*;
-use crate::providers::sse::SseDecoder;
+use crate::providers::stream::{Hook, OpenAiChunks};
+
+/// The Anthropic hook as the stream driver runs it.
+fn to_openai(include_usage: bool) -> OpenAiChunks<StreamToOpenAi> {
+    OpenAiChunks::new(StreamToOpenAi::new(), include_usage, Value::Null)
+}
 
 fn obj(v: Value) -> Map<String, Value> {
     match v {
@@ -345,7 +350,11 @@ data: {\"type\":\"message_stop\"}
 
 ";
 
-fn run(t: &mut StreamToOpenAi, text: &str, cut: usize) -> (Vec<Value>, bool, Result<(), String>) {
+fn run(
+    t: &mut OpenAiChunks<StreamToOpenAi>,
+    text: &str,
+    cut: usize,
+) -> (Vec<Value>, bool, Result<(), String>) {
     let mut d = SseDecoder::new();
     let mut out = Vec::new();
     let mut evs = d.feed(&text.as_bytes()[..cut]);
@@ -353,7 +362,7 @@ fn run(t: &mut StreamToOpenAi, text: &str, cut: usize) -> (Vec<Value>, bool, Res
     let mut r = Ok(());
     for e in &evs {
         if let Err(m) = t.event(e, &mut out) {
-            r = Err(m);
+            r = Err(m.to_string());
             break;
         }
     }
@@ -374,7 +383,7 @@ fn run(t: &mut StreamToOpenAi, text: &str, cut: usize) -> (Vec<Value>, bool, Res
 #[test]
 fn streamed_tool_use_becomes_openai_chunks() {
     for cut in [0, 17, 400, TOOL_STREAM.len() / 2, TOOL_STREAM.len()] {
-        let mut t = StreamToOpenAi::new(true);
+        let mut t = to_openai(true);
         let (chunks, done, r) = run(&mut t, TOOL_STREAM, cut);
         assert!(r.is_ok() && done && t.finished());
         assert!(chunks
@@ -418,7 +427,7 @@ fn streamed_tool_use_becomes_openai_chunks() {
         assert_eq!(last["usage"]["total_tokens"], 561);
     }
     // Without include_usage: no usage chunk, no usage field.
-    let mut t = StreamToOpenAi::new(false);
+    let mut t = to_openai(false);
     let (chunks, done, _) = run(&mut t, TOOL_STREAM, 0);
     assert!(done);
     assert!(chunks
@@ -430,7 +439,7 @@ fn streamed_tool_use_becomes_openai_chunks() {
 fn an_error_event_or_an_early_end_interrupts_the_stream() {
     // Mid-stream error, as documented in the streaming reference.
     let text = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\nevent: error\ndata: {\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}\n\n";
-    let mut t = StreamToOpenAi::new(false);
+    let mut t = to_openai(false);
     let (chunks, done, r) = run(&mut t, text, 10);
     assert_eq!(chunks.len(), 1);
     assert!(!done);
