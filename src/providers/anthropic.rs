@@ -44,13 +44,14 @@ impl AnthropicAdapter {
             provider: id.to_owned(),
             message,
         };
-        let version = cfg.anthropic_version.as_deref().unwrap_or(DEFAULT_VERSION);
+        let own = cfg.anthropic().cloned().unwrap_or_default();
+        let version = own.anthropic_version.as_deref().unwrap_or(DEFAULT_VERSION);
         if version.trim().is_empty() || reqwest::header::HeaderValue::from_str(version).is_err() {
             return Err(err(format!(
                 "anthropic_version `{version}` is not a valid header value (e.g. \"{DEFAULT_VERSION}\")"
             )));
         }
-        let default_max_tokens = cfg.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+        let default_max_tokens = own.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
         if default_max_tokens == 0 {
             return Err(err("default_max_tokens must be at least 1".into()));
         }

@@ -29,8 +29,9 @@ pub struct AzureAdapter {
 
 impl AzureAdapter {
     pub fn new(cfg: &ProviderConfig) -> Self {
+        let cfg = cfg.azure().cloned().unwrap_or_default();
         AzureAdapter {
-            deployments: Arc::new(cfg.deployments.clone()),
+            deployments: Arc::new(cfg.deployments),
             api_version: cfg
                 .api_version
                 .as_deref()
@@ -190,14 +191,18 @@ fn error_type(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AzureConfig, ProviderSettings};
 
     fn adapter(deployments: &[(&str, &str)], version: Option<&str>) -> AzureAdapter {
         let mut cfg = ProviderConfig::new(crate::providers::ProviderKind::Azure);
-        cfg.deployments = deployments
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
-        cfg.api_version = version.map(str::to_owned);
+        cfg.settings = ProviderSettings::Azure(AzureConfig {
+            deployments: deployments
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            api_version: version.map(str::to_owned),
+            ..Default::default()
+        });
         AzureAdapter::new(&cfg)
     }
 

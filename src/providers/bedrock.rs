@@ -21,8 +21,8 @@ use super::native_common::{
 };
 use super::stream::{chunk_stream, ChunkHook, EventStreamFraming, HookError};
 use super::{
-    ChunkStream, Endpoint, Lease, PoolError, ProviderAdapter, ProviderError, ProviderKind,
-    ProviderReply, ProviderRequest,
+    ChunkStream, Endpoint, Lease, PoolError, ProviderAdapter, ProviderError, ProviderReply,
+    ProviderRequest,
 };
 use crate::config::{ProviderConfig, Secret};
 use aws_smithy_types::event_stream::Message;
@@ -38,60 +38,6 @@ const EMBED_CONCURRENCY: usize = 8;
 
 /// The SigV4 service name Bedrock Runtime signs with.
 pub const SIGNING_SERVICE: &str = "bedrock";
-
-/// `https://bedrock-runtime.{region}.amazonaws.com` for a Bedrock provider with a region.
-pub fn regional_base_url(cfg: &ProviderConfig) -> Option<String> {
-    if cfg.kind != ProviderKind::Bedrock {
-        return None;
-    }
-    cfg.region
-        .as_deref()
-        .filter(|r| !r.is_empty())
-        .map(|r| format!("https://bedrock-runtime.{r}.amazonaws.com"))
-}
-
-/// Fill a Bedrock provider's unset region and credentials from the standard AWS
-/// variables. Keys from the environment come as a pair (with their session token); a
-/// configured key is never mixed with an environment secret.
-pub fn apply_aws_env(cfg: &mut ProviderConfig, env: &HashMap<String, String>) {
-    if cfg.kind != ProviderKind::Bedrock {
-        return;
-    }
-    let get = |k: &str| env.get(k).filter(|v| !v.is_empty());
-    if cfg.region.is_none() {
-        cfg.region = get("AWS_REGION")
-            .or_else(|| get("AWS_DEFAULT_REGION"))
-            .cloned();
-    }
-    if cfg.aws_access_key_id.is_none() && cfg.aws_secret_access_key.is_none() {
-        if let (Some(id), Some(secret)) = (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
-            cfg.aws_access_key_id = Some(Secret::new(id.as_str()));
-            cfg.aws_secret_access_key = Some(Secret::new(secret.as_str()));
-            if cfg.aws_session_token.is_none() {
-                cfg.aws_session_token = get("AWS_SESSION_TOKEN").map(|t| Secret::new(t.as_str()));
-            }
-        }
-    }
-}
-
-/// What a Bedrock provider needs: `(field, message)` for the first thing missing.
-pub fn validate_config(cfg: &ProviderConfig) -> Result<(), (String, String)> {
-    if cfg.region.as_deref().is_none_or(str::is_empty) {
-        return Err((
-            "region".into(),
-            "kind `bedrock` needs a region (region, AWS_REGION or AWS_DEFAULT_REGION)".into(),
-        ));
-    }
-    if cfg.aws_access_key_id.is_none() || cfg.aws_secret_access_key.is_none() {
-        return Err((
-            "aws_access_key_id".into(),
-            "kind `bedrock` needs AWS credentials (aws_access_key_id and aws_secret_access_key, \
-             or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-                .into(),
-        ));
-    }
-    Ok(())
-}
 
 /// Static AWS credentials.
 #[derive(Debug, Clone)]
@@ -182,15 +128,14 @@ pub struct BedrockAdapter {
 
 impl BedrockAdapter {
     pub fn new(id: &str, cfg: &ProviderConfig) -> Result<Self, PoolError> {
-        validate_config(cfg).map_err(|(field, message)| PoolError::Build {
+        let b = cfg.bedrock().cloned().unwrap_or_default();
+        b.validate().map_err(|(field, message)| PoolError::Build {
             provider: id.to_owned(),
             message: format!("{field}: {message}"),
         })?;
-        let (Some(region), Some(access_key_id), Some(secret_access_key)) = (
-            cfg.region.clone(),
-            cfg.aws_access_key_id.clone(),
-            cfg.aws_secret_access_key.clone(),
-        ) else {
+        let (Some(region), Some(access_key_id), Some(secret_access_key)) =
+            (b.region, b.aws_access_key_id, b.aws_secret_access_key)
+        else {
             return Err(PoolError::Build {
                 provider: id.to_owned(),
                 message: "missing region or credentials".into(),
@@ -201,7 +146,7 @@ impl BedrockAdapter {
             creds: Arc::new(AwsCredentials {
                 access_key_id,
                 secret_access_key,
-                session_token: cfg.aws_session_token.clone(),
+                session_token: b.aws_session_token,
             }),
             models: cfg.models.clone().into(),
         })

@@ -62,11 +62,11 @@ impl GeminiAdapter {
             provider: id.to_owned(),
             message,
         };
-        if cfg.kind != super::ProviderKind::Vertex {
+        let Some(cfg) = cfg.vertex() else {
             return Ok(GeminiAdapter {
                 target: Target::Gemini,
             });
-        }
+        };
         let path = cfg.credentials_file.as_ref().ok_or_else(|| {
             err("Vertex AI needs a service-account key file: set credentials_file or GOOGLE_APPLICATION_CREDENTIALS".into())
         })?;

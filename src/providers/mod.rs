@@ -22,9 +22,10 @@ pub use bedrock::BedrockAdapter;
 pub use cohere::CohereAdapter;
 mod vertex_auth;
 
+pub use crate::config::ProviderKind;
 pub use azure::AzureAdapter;
 pub use gemini::GeminiAdapter;
-pub use kind::{ProviderKind, WireFormat};
+pub use kind::{wire_format, WireFormat};
 pub use openai::OpenAiAdapter;
 pub use pool::{KeyStats, Lease, PoolError, PoolState, PoolStats, ProviderPool};
 pub use router::{ModelRegistry, Route, RouteError, Router};
@@ -196,7 +197,7 @@ impl Adapter {
     /// The adapter for provider `id`, holding whatever of its config the wire format needs
     /// (deployments, regions, credentials, token caches).
     pub fn new(id: &str, cfg: &ProviderConfig) -> Result<Self, PoolError> {
-        Ok(match cfg.kind.wire_format() {
+        Ok(match wire_format(cfg.kind) {
             WireFormat::OpenAi => Adapter::OpenAi(OpenAiAdapter),
             WireFormat::Anthropic => Adapter::Anthropic(AnthropicAdapter::new(id, cfg)?),
             WireFormat::Bedrock => Adapter::Bedrock(BedrockAdapter::new(id, cfg)?),

@@ -454,7 +454,13 @@ fn config_is_checked_when_the_adapter_is_built() {
     let a = AnthropicAdapter::new("claude", &cfg).unwrap();
     assert_eq!(&*a.version, DEFAULT_VERSION);
     assert_eq!(a.default_max_tokens, DEFAULT_MAX_TOKENS);
-    cfg.default_max_tokens = Some(0);
+    let set = |cfg: &mut ProviderConfig, version: Option<&str>, max: Option<u64>| {
+        cfg.settings = crate::config::ProviderSettings::Anthropic(crate::config::AnthropicConfig {
+            anthropic_version: version.map(str::to_owned),
+            default_max_tokens: max,
+        });
+    };
+    set(&mut cfg, None, Some(0));
     let e = AnthropicAdapter::new("claude", &cfg)
         .unwrap_err()
         .to_string();
@@ -462,8 +468,7 @@ fn config_is_checked_when_the_adapter_is_built() {
         e.contains("claude") && e.contains("default_max_tokens"),
         "{e}"
     );
-    cfg.default_max_tokens = Some(10);
-    cfg.anthropic_version = Some("2023-06-01\n".into());
+    set(&mut cfg, Some("2023-06-01\n"), Some(10));
     let e = AnthropicAdapter::new("claude", &cfg)
         .unwrap_err()
         .to_string();

@@ -1,5 +1,6 @@
 use super::*;
 use crate::providers::stream::{OpenAiChunks, Pipeline};
+use crate::providers::ProviderKind;
 
 /// The ConverseStream hook as the stream driver runs it, usage chunk included.
 fn decoder() -> Pipeline<EventStreamFraming, OpenAiChunks<ConverseStreamDecoder>> {
@@ -187,24 +188,28 @@ fn region_and_credentials_come_from_the_aws_variables() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    assert!(validate_config(&cfg).is_err());
-    apply_aws_env(&mut cfg, &env);
-    validate_config(&cfg).unwrap();
-    assert_eq!(cfg.region.as_deref(), Some("eu-west-3"));
+    assert!(cfg.validate_settings().is_err());
+    cfg.apply_env(&env);
+    cfg.validate_settings().unwrap();
+    let b = cfg.bedrock().unwrap();
+    assert_eq!(b.region.as_deref(), Some("eu-west-3"));
     assert_eq!(
         cfg.effective_base_url().as_deref(),
         Some("https://bedrock-runtime.eu-west-3.amazonaws.com")
     );
     assert_eq!(
-        cfg.aws_session_token.as_ref().map(Secret::expose),
+        b.aws_session_token.as_ref().map(Secret::expose),
         Some("tok")
     );
     // A configured key is not mixed with the environment's secret.
     let mut cfg = ProviderConfig::new(ProviderKind::Bedrock);
-    cfg.aws_access_key_id = Some(Secret::new("AKIACONF"));
-    apply_aws_env(&mut cfg, &env);
-    assert!(cfg.aws_secret_access_key.is_none());
-    let (field, _) = validate_config(&cfg).unwrap_err();
+    cfg.settings = crate::config::ProviderSettings::Bedrock(crate::config::BedrockConfig {
+        aws_access_key_id: Some(Secret::new("AKIACONF")),
+        ..Default::default()
+    });
+    cfg.apply_env(&env);
+    assert!(cfg.bedrock().unwrap().aws_secret_access_key.is_none());
+    let (field, _) = cfg.validate_settings().unwrap_err();
     assert_eq!(field, "aws_access_key_id");
 }
 
