@@ -7,6 +7,7 @@ mod discovery;
 mod kind;
 mod provider;
 mod secret;
+mod verifier;
 
 pub use discovery::discover_providers;
 pub use kind::ProviderKind;
@@ -15,6 +16,7 @@ pub use provider::{
     ProviderSettings, VertexConfig, AZURE_DEFAULT_API_VERSION, VERTEX_DEFAULT_LOCATION,
 };
 pub use secret::Secret;
+pub use verifier::VerifierConfig;
 
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -41,7 +43,7 @@ pub struct Config {
     pub embedder: crate::embed::EmbedderConfig,
     /// The false-hit verifier (`[verifier]`).
     #[serde(default)]
-    pub verifier: crate::gateway::verify::VerifierConfig,
+    pub verifier: VerifierConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
