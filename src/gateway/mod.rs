@@ -343,20 +343,14 @@ pub async fn forward(
 pub async fn call_provider(
     gw: &Gateway,
     route: &Route,
-    mut req: ParsedRequest,
+    req: ParsedRequest,
 ) -> Result<Reply, GatewayError> {
     let handle = gw.providers.get(&route.provider).ok_or_else(|| {
         GatewayError::ModelNotFound(crate::providers::RouteError::UnknownModel(
             req.model.clone(),
         ))
     })?;
-    req.body
-        .insert("model".into(), Value::String(route.model.clone()));
-    let preq = ProviderRequest {
-        endpoint: req.endpoint,
-        body: req.body,
-        stream: req.stream,
-    };
+    let preq = ProviderRequest::new(req.endpoint, req.body, req.stream, &route.model);
     let lease = handle.pool.checkout(&mut rand::rng());
     let key_index = lease.key_index;
     let started = Instant::now();

@@ -81,8 +81,7 @@ impl ProviderAdapter for AzureAdapter {
         lease: &Lease,
         req: &ProviderRequest,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        let model = req.body.get("model").and_then(Value::as_str).unwrap_or("");
-        let deployment = self.deployment_for(model);
+        let deployment = self.deployment_for(&req.model);
         let url = self
             .url(&lease.base_url, deployment, req.endpoint)
             .map_err(|message| ProviderError::InvalidResponse {

@@ -269,7 +269,7 @@ impl BedrockAdapter {
         lease: &Lease,
         req: &ProviderRequest,
     ) -> Result<ProviderReply, ProviderError> {
-        let model = model_of(provider, &req.body)?;
+        let model = model_of(provider, req)?;
         let inputs = embedding_inputs(&req.body).map_err(|m| invalid_request(provider, m))?;
         let calls = inputs.iter().map(|text| async move {
             let body = titan_request(text, &req.body);
@@ -297,12 +297,8 @@ impl BedrockAdapter {
     }
 }
 
-fn model_of<'a>(
-    provider: &Arc<str>,
-    body: &'a Map<String, Value>,
-) -> Result<&'a str, ProviderError> {
-    body.get("model")
-        .and_then(Value::as_str)
+fn model_of<'a>(provider: &Arc<str>, req: &'a ProviderRequest) -> Result<&'a str, ProviderError> {
+    Some(req.model.as_str())
         .filter(|m| !m.is_empty())
         .ok_or_else(|| invalid_request(provider, "`model` is required"))
 }
@@ -890,7 +886,7 @@ impl ProviderAdapter for BedrockAdapter {
         lease: &Lease,
         req: &ProviderRequest,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        let model = model_of(&lease.provider, &req.body)?;
+        let model = model_of(&lease.provider, req)?;
         match req.endpoint {
             Endpoint::ChatCompletions => {
                 let body =

@@ -1165,7 +1165,7 @@ impl ChunkHook<SseEvent> for GeminiStream {
 // ---------------------------------------------------------------------------------------
 
 fn request_model(req: &ProviderRequest) -> &str {
-    req.body.get("model").and_then(Value::as_str).unwrap_or("")
+    &req.model
 }
 
 impl ProviderAdapter for GeminiAdapter {

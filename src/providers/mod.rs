@@ -58,13 +58,33 @@ impl Endpoint {
     }
 }
 
-/// An OpenAI-format request on its way to a provider; `body.model` is already the
-/// provider's own model name.
+/// An OpenAI-format request on its way to a provider. Built by [`ProviderRequest::new`],
+/// the one place the route's model is set: `model` and `body.model` are the provider's
+/// own model name, and adapters read `model` rather than the body.
 #[derive(Debug, Clone)]
 pub struct ProviderRequest {
     pub endpoint: Endpoint,
     pub body: Map<String, Value>,
     pub stream: bool,
+    pub model: String,
+}
+
+impl ProviderRequest {
+    /// `body` for the provider serving `model` (the route's model name).
+    pub fn new(
+        endpoint: Endpoint,
+        mut body: Map<String, Value>,
+        stream: bool,
+        model: &str,
+    ) -> Self {
+        body.insert("model".into(), Value::String(model.to_owned()));
+        ProviderRequest {
+            endpoint,
+            body,
+            stream,
+            model: model.to_owned(),
+        }
+    }
 }
 
 pub type ChunkStream = BoxStream<'static, Result<Bytes, ProviderError>>;
@@ -162,8 +182,8 @@ pub trait ProviderAdapter: Send + Sync {
         body: Bytes,
     ) -> Result<Bytes, ProviderError>;
 
-    /// Turn a 2xx streaming response into OpenAI SSE chunks; `req` says e.g. whether the
-    /// client asked for `stream_options.include_usage`.
+    /// Turn a 2xx streaming response into OpenAI SSE chunks (non-OpenAI formats: through
+    /// [`stream::chunk_stream`], which applies `req`'s `stream_options.include_usage`).
     fn translate_stream(
         &self,
         provider: &Arc<str>,
@@ -296,15 +316,6 @@ pub(crate) fn passthrough_stream(provider: &Arc<str>, resp: reqwest::Response) -
             std::future::ready(go)
         })
         .boxed()
-}
-
-/// Whether the client asked for a final usage chunk (`stream_options.include_usage`).
-pub(crate) fn wants_stream_usage(req: &ProviderRequest) -> bool {
-    req.body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
 }
 
 /// Send a model-list request (`builder`: already authorised) with a short timeout and

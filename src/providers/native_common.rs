@@ -177,7 +177,7 @@ fn set_model(v: &mut Value, model: &Value) {
 pub(crate) fn finish_reply(reply: ProviderReply, req: &ProviderRequest) -> ProviderReply {
     match reply {
         ProviderReply::Complete { status, body } => {
-            let model = req.body.get("model").cloned().unwrap_or(Value::Null);
+            let model = Value::String(req.model.clone());
             let body = match serde_json::from_slice::<Value>(&body) {
                 Ok(mut v) => {
                     set_model(&mut v, &model);

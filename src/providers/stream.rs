@@ -326,10 +326,16 @@ impl<H> OpenAiChunks<H> {
         }
     }
 
-    /// For `req`: its `stream_options.include_usage` and its model.
+    /// For `req`: whether the client asked for the usage chunk
+    /// (`stream_options.include_usage`), and the route's model.
     pub fn for_request(hook: H, req: &ProviderRequest) -> Self {
-        let model = req.body.get("model").cloned().unwrap_or(Value::Null);
-        Self::new(hook, super::wants_stream_usage(req), model)
+        let include_usage = req
+            .body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Self::new(hook, include_usage, Value::String(req.model.clone()))
     }
 
     pub fn inner(&self) -> &H {
