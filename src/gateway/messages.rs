@@ -11,7 +11,7 @@ use super::{CacheControls, Gateway, GatewayError, Reply, ReplyBody};
 use crate::providers::anthropic::{anthropic_error_body, stop_reason};
 use crate::providers::sse::{SseDecoder, SseEvent};
 use crate::providers::stream::{self, Hook, Pipeline};
-use crate::providers::{Endpoint, ProviderError};
+use crate::providers::{Endpoint, NativeRequest, ProviderError};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -630,7 +630,7 @@ impl Hook<SseEvent> for StreamToAnthropic {
     }
 }
 
-/// Serve an Anthropic Messages request through [`super::forward`].
+/// Serve an Anthropic Messages request through [`super::forward_parsed`].
 pub async fn serve(
     gw: &Gateway,
     body: &[u8],
@@ -643,8 +643,11 @@ pub async fn serve(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    let bytes = serde_json::to_vec(&chat).map_err(|e| GatewayError::Cache(e.to_string()))?;
-    let mut reply = super::forward(gw, Endpoint::ChatCompletions, &bytes, controls).await?;
+    // Straight to the parsed form: no serialising to bytes for `forward` to parse again.
+    let mut chat = super::validate_request(Endpoint::ChatCompletions, chat)?;
+    // An Anthropic provider is sent the request as written (see AnthropicAdapter).
+    chat.native = Some(NativeRequest::Anthropic(req));
+    let mut reply = super::forward_parsed(gw, chat, controls).await?;
     reply.body = match reply.body {
         ReplyBody::Json(b) => {
             let v: Value = serde_json::from_slice(&b).map_err(|e| {

@@ -15,8 +15,8 @@ pub use stream::sse_error_event;
 
 use crate::config::Config;
 use crate::providers::{
-    self, Adapter, Endpoint, ModelRegistry, PoolState, ProviderKind, ProviderPool, ProviderReply,
-    ProviderRequest, Route, Router,
+    self, Adapter, Endpoint, ModelRegistry, NativeRequest, PoolState, ProviderKind, ProviderPool,
+    ProviderReply, ProviderRequest, Route, Router,
 };
 use actix::prelude::*;
 use bytes::Bytes;
@@ -189,6 +189,8 @@ pub struct ParsedRequest {
     pub model: String,
     pub stream: bool,
     pub body: Map<String, Value>,
+    /// The client's original, when it spoke a provider's format (the Anthropic API).
+    pub native: Option<NativeRequest>,
 }
 
 /// Parse and validate a request body for `endpoint`; errors say what is wrong and where.
@@ -207,6 +209,15 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, G
             None,
         ));
     };
+    validate_request(endpoint, body)
+}
+
+/// Validate an OpenAI-format request object for `endpoint` (what [`parse_request`] does
+/// after parsing; the inbound Anthropic API builds the object directly).
+pub fn validate_request(
+    endpoint: Endpoint,
+    body: Map<String, Value>,
+) -> Result<ParsedRequest, GatewayError> {
     let model = match body.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
         Some(Value::String(_)) | None => {
@@ -271,6 +282,7 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, G
         model,
         stream,
         body,
+        native: None,
     })
 }
 
@@ -324,7 +336,16 @@ pub async fn forward(
     body: &[u8],
     controls: &CacheControls,
 ) -> Result<Reply, GatewayError> {
-    let req = parse_request(endpoint, body)?;
+    forward_parsed(gw, parse_request(endpoint, body)?, controls).await
+}
+
+/// [`forward`] for a request already parsed and validated.
+pub async fn forward_parsed(
+    gw: &Gateway,
+    req: ParsedRequest,
+    controls: &CacheControls,
+) -> Result<Reply, GatewayError> {
+    let endpoint = req.endpoint;
     if let Some(local) = gw
         .local_embeddings
         .as_ref()
@@ -350,7 +371,8 @@ pub async fn call_provider(
             req.model.clone(),
         ))
     })?;
-    let preq = ProviderRequest::new(req.endpoint, req.body, req.stream, &route.model);
+    let preq = ProviderRequest::new(req.endpoint, req.body, req.stream, &route.model)
+        .with_native(req.native);
     let lease = handle.pool.checkout(&mut rand::rng());
     let key_index = lease.key_index;
     let started = Instant::now();

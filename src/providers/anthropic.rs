@@ -8,7 +8,8 @@
 use super::sse::{SseDecoder, SseEvent};
 use super::stream::{chunk_stream, ChunkHook, HookError};
 use super::{
-    ChunkStream, Endpoint, Lease, PoolError, ProviderAdapter, ProviderError, ProviderRequest,
+    ChunkStream, Endpoint, Lease, NativeRequest, PoolError, ProviderAdapter, ProviderError,
+    ProviderRequest,
 };
 use crate::config::ProviderConfig;
 use bytes::Bytes;
@@ -249,6 +250,21 @@ fn push_message(out: &mut Vec<Value>, role: &str, content: Value) {
         }
     }
     out.push(json!({"role": role, "content": content}));
+}
+
+/// A client's own Anthropic Messages request for an Anthropic provider: sent as written,
+/// with the route's model and, if it has none, the provider's default `max_tokens`.
+/// (Its OpenAI translation in `ProviderRequest::body` still keys the cache.)
+pub fn native_messages_request(
+    native: &Map<String, Value>,
+    model: &str,
+    default_max_tokens: u64,
+) -> Value {
+    let mut out = native.clone();
+    out.insert("model".into(), Value::String(model.to_owned()));
+    out.entry("max_tokens")
+        .or_insert_with(|| Value::from(default_max_tokens));
+    Value::Object(out)
 }
 
 /// Translate an OpenAI chat request into an Anthropic Messages request.
@@ -779,8 +795,13 @@ impl ProviderAdapter for AnthropicAdapter {
                 ),
             });
         }
-        let body = to_messages_request(&req.body, self.default_max_tokens)
-            .map_err(|e| invalid(&lease.provider, e))?;
+        let body = match &req.native {
+            Some(NativeRequest::Anthropic(native)) => {
+                native_messages_request(native, &req.model, self.default_max_tokens)
+            }
+            None => to_messages_request(&req.body, self.default_max_tokens)
+                .map_err(|e| invalid(&lease.provider, e))?,
+        };
         let body = serde_json::to_vec(&body).map_err(|e| ProviderError::InvalidResponse {
             provider: lease.provider.clone(),
             message: format!("cannot encode request: {e}"),

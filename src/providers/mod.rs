@@ -67,6 +67,16 @@ pub struct ProviderRequest {
     pub body: Map<String, Value>,
     pub stream: bool,
     pub model: String,
+    /// The request as the client wrote it, when that is a provider format: an adapter of
+    /// that format sends it (model set) instead of translating `body` back.
+    pub native: Option<NativeRequest>,
+}
+
+/// A request in a provider's own format, as the client sent it.
+#[derive(Debug, Clone)]
+pub enum NativeRequest {
+    /// An Anthropic Messages request (the inbound `/v1/messages` API).
+    Anthropic(Map<String, Value>),
 }
 
 impl ProviderRequest {
@@ -83,7 +93,14 @@ impl ProviderRequest {
             body,
             stream,
             model: model.to_owned(),
+            native: None,
         }
+    }
+
+    /// The same request with the client's own-format original.
+    pub fn with_native(mut self, native: Option<NativeRequest>) -> Self {
+        self.native = native;
+        self
     }
 }
 

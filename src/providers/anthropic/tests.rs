@@ -487,3 +487,23 @@ fn assistant_refusal_parts_are_sent_as_text() {
         json!([{"type": "text", "text": "I can't help with that."}])
     );
 }
+
+#[test]
+fn a_native_request_keeps_its_fields_and_gets_the_route_model() {
+    let native = obj(json!({"model": "claude/alias", "top_k": 3,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": "x"}]}));
+    let out = native_messages_request(&native, "claude-real", 99);
+    let mut expected = Value::Object(native.clone());
+    expected["model"] = json!("claude-real");
+    expected["max_tokens"] = json!(99);
+    assert_eq!(out, expected);
+    // The model keeps its place; a max_tokens the client set is kept.
+    assert_eq!(out.as_object().unwrap().keys().next().unwrap(), "model");
+    let mut with_max = native.clone();
+    with_max.insert("max_tokens".into(), json!(5));
+    assert_eq!(
+        native_messages_request(&with_max, "m", 99)["max_tokens"],
+        json!(5)
+    );
+}
