@@ -5,6 +5,7 @@
 //! The type mappings (stop reasons, error types by status) are shared with the inbound
 //! Anthropic-compatible API in `crate::gateway::messages`.
 
+use super::chat::{ChatChunk, ChunkChoice, ChunkDelta};
 use super::sse::{SseDecoder, SseEvent};
 use super::stream::{chunk_stream, ChunkHook, HookError};
 use super::{
@@ -602,8 +603,8 @@ pub fn to_openai_error(provider: &str, status: u16, body: &[u8]) -> (u16, Value)
 /// Turns the Anthropic event sequence (message_start, content_block_start/delta/stop,
 /// message_delta, message_stop, ping, error) into `chat.completion.chunk` frames.
 pub struct StreamToOpenAi {
-    id: Value,
-    model: Value,
+    id: String,
+    model: String,
     created: u64,
     /// Anthropic content block index → OpenAI tool call index.
     tools: HashMap<u64, usize>,
@@ -616,8 +617,8 @@ pub struct StreamToOpenAi {
 impl StreamToOpenAi {
     pub fn new() -> Self {
         StreamToOpenAi {
-            id: Value::Null,
-            model: Value::Null,
+            id: String::new(),
+            model: String::new(),
             created: now_secs(),
             tools: HashMap::new(),
             usage: Map::new(),
@@ -627,12 +628,12 @@ impl StreamToOpenAi {
         }
     }
 
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        })
+    fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
+        ChatChunk::new(self.id.clone(), self.created, self.model.clone(), choices)
+    }
+
+    fn delta(&self, delta: ChunkDelta, finish: Option<&str>) -> ChatChunk {
+        self.chunk(vec![ChunkChoice::new(0, delta, finish)])
     }
 
     fn merge_usage(&mut self, u: Option<&Value>) {
@@ -653,7 +654,7 @@ impl Default for StreamToOpenAi {
 }
 
 impl ChunkHook<SseEvent> for StreamToOpenAi {
-    fn event(&mut self, ev: &SseEvent, out: &mut Vec<Value>) -> Result<(), HookError> {
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
         let v: Value = serde_json::from_str(&ev.data)
             .map_err(|e| format!("invalid JSON in a stream event: {e}"))?;
         let kind = v
@@ -664,11 +665,12 @@ impl ChunkHook<SseEvent> for StreamToOpenAi {
         match kind {
             "message_start" => {
                 let m = v.get("message").unwrap_or(&Value::Null);
-                self.id = m.get("id").cloned().unwrap_or(Value::Null);
-                self.model = m.get("model").cloned().unwrap_or(Value::Null);
+                let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                self.id = text("id");
+                self.model = text("model");
                 self.merge_usage(m.get("usage"));
                 self.started = true;
-                out.push(self.chunk(json!({"role": "assistant", "content": ""}), None));
+                out.push(self.delta(ChunkDelta::start(), None));
             }
             "content_block_start" => {
                 let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
@@ -680,7 +682,7 @@ impl ChunkHook<SseEvent> for StreamToOpenAi {
                             .and_then(Value::as_str)
                             .filter(|t| !t.is_empty())
                         {
-                            out.push(self.chunk(json!({"content": t}), None));
+                            out.push(self.delta(ChunkDelta::text(t), None));
                         }
                     }
                     Some("tool_use") => {
@@ -694,9 +696,10 @@ impl ChunkHook<SseEvent> for StreamToOpenAi {
                             }
                             _ => String::new(),
                         };
-                        out.push(self.chunk(
-                            json!({"tool_calls": [{"index": n, "id": b.get("id"), "type": "function",
-                                "function": {"name": b.get("name"), "arguments": args}}]}),
+                        out.push(self.delta(
+                            ChunkDelta::tool_calls(vec![json!({"index": n, "id": b.get("id"),
+                                "type": "function",
+                                "function": {"name": b.get("name"), "arguments": args}})]),
                             None,
                         ));
                     }
@@ -709,14 +712,16 @@ impl ChunkHook<SseEvent> for StreamToOpenAi {
                 match d.get("type").and_then(Value::as_str) {
                     Some("text_delta") => {
                         let t = d.get("text").and_then(Value::as_str).unwrap_or("");
-                        out.push(self.chunk(json!({"content": t}), None));
+                        out.push(self.delta(ChunkDelta::text(t), None));
                     }
                     Some("input_json_delta") => {
                         let p = d.get("partial_json").and_then(Value::as_str).unwrap_or("");
                         if let Some(&n) = self.tools.get(&index) {
                             if !p.is_empty() {
-                                out.push(self.chunk(
-                                    json!({"tool_calls": [{"index": n, "function": {"arguments": p}}]}),
+                                out.push(self.delta(
+                                    ChunkDelta::tool_calls(vec![
+                                        json!({"index": n, "function": {"arguments": p}}),
+                                    ]),
                                     None,
                                 ));
                             }
@@ -733,12 +738,10 @@ impl ChunkHook<SseEvent> for StreamToOpenAi {
                 self.merge_usage(v.get("usage"));
             }
             "message_stop" => {
-                out.push(self.chunk(json!({}), Some(self.finish.unwrap_or("stop"))));
-                out.push(json!({
-                    "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                    "model": self.model, "choices": [],
-                    "usage": openai_usage(&Value::Object(self.usage.clone())),
-                }));
+                let finish = self.finish.unwrap_or("stop");
+                out.push(self.delta(ChunkDelta::default(), Some(finish)));
+                let usage = openai_usage(&Value::Object(self.usage.clone()));
+                out.push(self.chunk(Vec::new()).with_usage(usage));
                 self.done = true;
             }
             "error" => {
@@ -753,7 +756,7 @@ impl ChunkHook<SseEvent> for StreamToOpenAi {
         Ok(())
     }
 
-    fn end(&mut self, _out: &mut Vec<Value>) -> Result<(), HookError> {
+    fn end(&mut self, _out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
         Err(if self.started {
             "the stream ended before message_stop".into()
         } else {

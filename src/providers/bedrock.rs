@@ -15,6 +15,7 @@
 //! as `us.anthropic...` are not in that list: configure them).
 //! <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ListFoundationModels.html>
 
+use super::chat::{ChatChunk, ChunkDelta};
 use super::native_common::{
     content_text, finish_reply, invalid_request, now_secs, parse_data_url, provider_message,
     stop_sequences, upstream, ChunkBuilder,
@@ -788,7 +789,7 @@ impl ConverseStreamDecoder {
         }
     }
 
-    fn on_message(&mut self, msg: &Message) -> Result<Vec<Value>, String> {
+    fn on_message(&mut self, msg: &Message) -> Result<Vec<ChatChunk>, String> {
         let kind = header_str(msg, ":message-type").unwrap_or_else(|| "event".into());
         let payload: Value = if msg.payload().is_empty() {
             json!({})
@@ -812,7 +813,7 @@ impl ConverseStreamDecoder {
         let event = header_str(msg, ":event-type").unwrap_or_default();
         let c = &self.chunks;
         Ok(match event.as_str() {
-            "messageStart" => vec![c.delta(json!({"role": "assistant", "content": ""}))],
+            "messageStart" => vec![c.delta(ChunkDelta::start())],
             "contentBlockStart" => {
                 let Some(tu) = payload.pointer("/start/toolUse") else {
                     return Ok(Vec::new());
@@ -823,12 +824,12 @@ impl ConverseStreamDecoder {
                     .unwrap_or(0);
                 let index = self.tools.len();
                 self.tools.insert(block, index);
-                vec![c.delta(json!({"tool_calls": [{
+                vec![c.delta(ChunkDelta::tool_calls(vec![json!({
                     "index": index,
                     "id": tu.get("toolUseId").and_then(Value::as_str).unwrap_or(""),
                     "type": "function",
                     "function": {"name": tu.get("name").and_then(Value::as_str).unwrap_or(""), "arguments": ""},
-                }]}))]
+                })]))]
             }
             "contentBlockDelta" => {
                 let block = payload
@@ -836,7 +837,7 @@ impl ConverseStreamDecoder {
                     .and_then(Value::as_u64)
                     .unwrap_or(0);
                 if let Some(t) = payload.pointer("/delta/text").and_then(Value::as_str) {
-                    vec![c.delta(json!({"content": t}))]
+                    vec![c.delta(ChunkDelta::text(t))]
                 } else if let Some(input) = payload
                     .pointer("/delta/toolUse/input")
                     .and_then(Value::as_str)
@@ -844,9 +845,9 @@ impl ConverseStreamDecoder {
                     let index = *self.tools.get(&block).ok_or_else(|| {
                         format!("bedrock stream: tool input for block {block} before its start")
                     })?;
-                    vec![c.delta(
-                        json!({"tool_calls": [{"index": index, "function": {"arguments": input}}]}),
-                    )]
+                    vec![c.delta(ChunkDelta::tool_calls(vec![
+                        json!({"index": index, "function": {"arguments": input}}),
+                    ]))]
                 } else {
                     Vec::new() // reasoning content and other deltas have no OpenAI field
                 }
@@ -867,12 +868,12 @@ impl ConverseStreamDecoder {
 }
 
 impl ChunkHook<Message> for ConverseStreamDecoder {
-    fn event(&mut self, msg: &Message, out: &mut Vec<Value>) -> Result<(), HookError> {
+    fn event(&mut self, msg: &Message, out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
         out.extend(self.on_message(msg)?);
         Ok(())
     }
 
-    fn end(&mut self, _out: &mut Vec<Value>) -> Result<(), HookError> {
+    fn end(&mut self, _out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
         if !self.stopped {
             return Err("bedrock stream ended before messageStop".into());
         }

@@ -8,6 +8,7 @@
 //! - Models: <https://docs.cohere.com/reference/list-models>
 //! - Errors: <https://docs.cohere.com/reference/errors>
 
+use super::chat::{ChatChunk, ChunkDelta};
 use super::native_common::{
     content_text, invalid_request, now_secs, provider_message, stop_sequences, upstream,
     ChunkBuilder,
@@ -385,7 +386,7 @@ impl CohereStreamDecoder {
         }
     }
 
-    fn on_event(&mut self, ev: &Value) -> Result<Vec<Value>, String> {
+    fn on_event(&mut self, ev: &Value) -> Result<Vec<ChatChunk>, String> {
         let kind = ev.get("type").and_then(Value::as_str).unwrap_or("");
         let index = ev.get("index").and_then(Value::as_u64).unwrap_or(0);
         let c = &self.chunks;
@@ -394,15 +395,13 @@ impl CohereStreamDecoder {
                 if let Some(id) = ev.get("id").and_then(Value::as_str) {
                     self.chunks.id = format!("chatcmpl-{id}");
                 }
-                vec![self
-                    .chunks
-                    .delta(json!({"role": "assistant", "content": ""}))]
+                vec![self.chunks.delta(ChunkDelta::start())]
             }
             "content-delta" => match ev
                 .pointer("/delta/message/content/text")
                 .and_then(Value::as_str)
             {
-                Some(t) if !t.is_empty() => vec![c.delta(json!({"content": t}))],
+                Some(t) if !t.is_empty() => vec![c.delta(ChunkDelta::text(t))],
                 _ => Vec::new(),
             },
             "tool-call-start" => {
@@ -411,7 +410,7 @@ impl CohereStreamDecoder {
                     .unwrap_or(&Value::Null);
                 let n = self.tools.len();
                 let at = *self.tools.entry(index).or_insert(n);
-                vec![self.chunks.delta(json!({"tool_calls": [{
+                vec![self.chunks.delta(ChunkDelta::tool_calls(vec![json!({
                     "index": at,
                     "id": call.get("id").and_then(Value::as_str).unwrap_or(""),
                     "type": "function",
@@ -419,7 +418,7 @@ impl CohereStreamDecoder {
                         "name": call.pointer("/function/name").and_then(Value::as_str).unwrap_or(""),
                         "arguments": call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or(""),
                     },
-                }]}))]
+                })]))]
             }
             "tool-call-delta" => {
                 let args = ev
@@ -432,9 +431,9 @@ impl CohereStreamDecoder {
                 if args.is_empty() {
                     Vec::new()
                 } else {
-                    vec![c.delta(
-                        json!({"tool_calls": [{"index": at, "function": {"arguments": args}}]}),
-                    )]
+                    vec![c.delta(ChunkDelta::tool_calls(vec![
+                        json!({"index": at, "function": {"arguments": args}}),
+                    ]))]
                 }
             }
             "message-end" => {
@@ -465,7 +464,7 @@ impl CohereStreamDecoder {
 }
 
 impl ChunkHook<SseEvent> for CohereStreamDecoder {
-    fn event(&mut self, ev: &SseEvent, out: &mut Vec<Value>) -> Result<(), HookError> {
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
         if ev.data.is_empty() || ev.data == "[DONE]" {
             return Ok(());
         }
@@ -475,7 +474,7 @@ impl ChunkHook<SseEvent> for CohereStreamDecoder {
         Ok(())
     }
 
-    fn end(&mut self, _out: &mut Vec<Value>) -> Result<(), HookError> {
+    fn end(&mut self, _out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
         if !self.ended {
             return Err("cohere stream ended before message-end".into());
         }

@@ -22,6 +22,7 @@
 //! turn, as Gemini's thinking models require), `finishReason` is mapped (safety-type reasons
 //! and a blocked prompt become `content_filter`), `usageMetadata` becomes `usage`.
 
+use super::chat::{ChatChunk, ChunkChoice, ChunkDelta};
 use super::sse::{SseDecoder, SseEvent};
 use super::stream::{chunk_stream, ChunkHook, HookError};
 use super::vertex_auth::TokenSource;
@@ -1012,18 +1013,13 @@ impl StreamTranslator {
         }
     }
 
-    fn chunk(&self, choices: Vec<Value>) -> Value {
-        json!({
-            "id": self.id.clone().unwrap_or_default(),
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        })
+    fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
+        let id = self.id.clone().unwrap_or_default();
+        ChatChunk::new(id, self.created, self.model.clone(), choices)
     }
 
     /// One Google chunk -> OpenAI chunks.
-    pub fn push(&mut self, v: &Value) -> Vec<Value> {
+    pub fn push(&mut self, v: &Value) -> Vec<ChatChunk> {
         if self.id.is_none() {
             self.id = Some(response_id(v));
         }
@@ -1047,14 +1043,12 @@ impl StreamTranslator {
                 .unwrap_or(pos as u64);
             let (text, calls) = candidate_parts(cand);
             let st = self.candidates.entry(index).or_insert((false, 0, false));
-            let mut delta = Map::new();
+            let mut delta = ChunkDelta::default();
             if !st.0 {
-                delta.insert("role".into(), json!("assistant"));
+                delta.role = Some("assistant".into());
                 st.0 = true;
             }
-            if let Some(t) = text.filter(|t| !t.is_empty()) {
-                delta.insert("content".into(), json!(t));
-            }
+            delta.content = text.filter(|t| !t.is_empty());
             if !calls.is_empty() {
                 let deltas: Vec<Value> = calls
                     .into_iter()
@@ -1064,7 +1058,7 @@ impl StreamTranslator {
                         c
                     })
                     .collect();
-                delta.insert("tool_calls".into(), Value::Array(deltas));
+                delta.tool_calls = Some(deltas);
             }
             let finish = cand
                 .get("finishReason")
@@ -1076,13 +1070,15 @@ impl StreamTranslator {
             if delta.is_empty() && finish.is_none() {
                 continue;
             }
-            choices.push(
-                json!({"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}),
-            );
+            choices.push(ChunkChoice::new(index, delta, finish));
         }
         if choices.is_empty() && blocked(v) && !self.candidates.contains_key(&0) {
             self.candidates.insert(0, (true, 0, true));
-            choices.push(json!({"index": 0, "delta": {"role": "assistant"}, "logprobs": null, "finish_reason": "content_filter"}));
+            let delta = ChunkDelta {
+                role: Some("assistant".into()),
+                ..Default::default()
+            };
+            choices.push(ChunkChoice::new(0, delta, Some("content_filter")));
         }
         if choices.is_empty() {
             return Vec::new();
@@ -1097,12 +1093,11 @@ impl StreamTranslator {
 
     /// The chunk after the last Google chunk: usage (the stream driver drops it unless
     /// the client asked for it).
-    pub fn finish(&mut self) -> Vec<Value> {
-        let mut c = self.chunk(Vec::new());
-        c["usage"] = self.usage.clone().unwrap_or_else(
+    pub fn finish(&mut self) -> Vec<ChatChunk> {
+        let usage = self.usage.clone().unwrap_or_else(
             || json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}),
         );
-        vec![c]
+        vec![self.chunk(Vec::new()).with_usage(usage)]
     }
 }
 
@@ -1128,7 +1123,7 @@ impl GeminiStream {
 }
 
 impl ChunkHook<SseEvent> for GeminiStream {
-    fn event(&mut self, ev: &SseEvent, out: &mut Vec<Value>) -> Result<(), HookError> {
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
         let v: Value = serde_json::from_str(&ev.data).map_err(|e| {
             HookError::Provider(ProviderError::InvalidResponse {
                 provider: self.provider.clone(),
@@ -1151,7 +1146,7 @@ impl ChunkHook<SseEvent> for GeminiStream {
         Ok(())
     }
 
-    fn end(&mut self, out: &mut Vec<Value>) -> Result<(), HookError> {
+    fn end(&mut self, out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
         if !self.tr.finished() {
             return Err("the stream ended before a finishReason".into());
         }

@@ -7,6 +7,7 @@
 pub mod anthropic;
 mod azure;
 pub mod bedrock;
+pub mod chat;
 pub mod cohere;
 mod gemini;
 mod kind;

@@ -1,6 +1,7 @@
 //! Helpers shared by the adapters whose wire format is not OpenAI's (Bedrock, Cohere):
 //! OpenAI-shaped errors, chunk building, and the model name on a complete reply.
 
+use super::chat::{ChatChunk, ChunkChoice, ChunkDelta};
 use super::{ProviderError, ProviderReply, ProviderRequest};
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -116,7 +117,7 @@ pub(crate) fn stop_sequences(v: Option<&Value>) -> Option<Vec<Value>> {
     }
 }
 
-/// Builds OpenAI `chat.completion.chunk` objects for one streamed reply (the stream
+/// Builds [`ChatChunk`]s for one streamed reply (the stream
 /// driver, [`super::stream::OpenAiChunks`], frames them).
 #[derive(Debug, Clone)]
 pub(crate) struct ChunkBuilder {
@@ -134,29 +135,25 @@ impl ChunkBuilder {
         }
     }
 
-    fn chunk(&self, choices: Value) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        })
+    fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
+        ChatChunk::new(self.id.clone(), self.created, self.model.clone(), choices)
     }
 
-    pub fn delta(&self, delta: Value) -> Value {
-        self.chunk(json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]))
+    pub fn delta(&self, delta: ChunkDelta) -> ChatChunk {
+        self.chunk(vec![ChunkChoice::new(0, delta, None)])
     }
 
-    pub fn finish(&self, reason: &str) -> Value {
-        self.chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": reason}]))
+    pub fn finish(&self, reason: &str) -> ChatChunk {
+        self.chunk(vec![ChunkChoice::new(
+            0,
+            ChunkDelta::default(),
+            Some(reason),
+        )])
     }
 
     /// The usage chunk OpenAI sends last when asked (`choices: []`).
-    pub fn usage(&self, usage: Value) -> Value {
-        let mut c = self.chunk(json!([]));
-        c["usage"] = usage;
-        c
+    pub fn usage(&self, usage: Value) -> ChatChunk {
+        self.chunk(Vec::new()).with_usage(usage)
     }
 }
 

@@ -12,6 +12,7 @@
 //! in the request's model when the provider does not echo it, and ends the stream with
 //! `data: [DONE]`.
 
+use super::chat::ChatChunk;
 use super::sse::{SseDecoder, SseEvent};
 use super::{error_chain, ChunkStream, ProviderError, ProviderRequest};
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
@@ -286,16 +287,16 @@ impl HookError {
     }
 }
 
-/// A provider's stream events translated into OpenAI `chat.completion.chunk` objects.
+/// A provider's stream events translated into OpenAI `chat.completion.chunk`s ([`ChatChunk`]).
 ///
 /// Hooks emit every chunk without a `usage` field, and the usage chunk (`choices: []`,
 /// `usage: {...}`) whenever they know the usage: [`OpenAiChunks`] decides what the client
 /// asked for. They leave `model` empty when the provider does not name it.
 pub trait ChunkHook<E>: Send + 'static {
-    fn event(&mut self, ev: &E, out: &mut Vec<Value>) -> Result<(), HookError>;
+    fn event(&mut self, ev: &E, out: &mut Vec<ChatChunk>) -> Result<(), HookError>;
     /// The upstream ended without [`ChunkHook::terminal`]: the last chunks, or why the
     /// reply is incomplete.
-    fn end(&mut self, out: &mut Vec<Value>) -> Result<(), HookError>;
+    fn end(&mut self, out: &mut Vec<ChatChunk>) -> Result<(), HookError>;
     /// The provider's terminal event was seen (stop reading). Hooks whose provider sends
     /// usage after the finish reason read to the end of the body instead.
     fn terminal(&self) -> bool {
@@ -310,13 +311,13 @@ pub trait ChunkHook<E>: Send + 'static {
 pub struct OpenAiChunks<H> {
     hook: H,
     include_usage: bool,
-    model: Value,
-    chunks: Vec<Value>,
+    model: String,
+    chunks: Vec<ChatChunk>,
     done: bool,
 }
 
 impl<H> OpenAiChunks<H> {
-    pub fn new(hook: H, include_usage: bool, model: Value) -> Self {
+    pub fn new(hook: H, include_usage: bool, model: String) -> Self {
         OpenAiChunks {
             hook,
             include_usage,
@@ -335,7 +336,7 @@ impl<H> OpenAiChunks<H> {
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        Self::new(hook, include_usage, Value::String(req.model.clone()))
+        Self::new(hook, include_usage, req.model.clone())
     }
 
     pub fn inner(&self) -> &H {
@@ -344,25 +345,15 @@ impl<H> OpenAiChunks<H> {
 
     fn emit(&mut self, out: &mut Vec<Bytes>) {
         for mut c in self.chunks.drain(..) {
-            let usage_only = c
-                .get("choices")
-                .and_then(Value::as_array)
-                .is_some_and(Vec::is_empty)
-                && c.get("usage").is_some_and(|u| !u.is_null());
+            let usage_only = c.is_usage_only();
             if usage_only && !self.include_usage {
                 continue;
             }
-            if let Some(o) = c.as_object_mut() {
-                if self.include_usage && !usage_only {
-                    o.insert("usage".into(), Value::Null);
-                }
-                let missing = o
-                    .get("model")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty);
-                if missing && !self.model.is_null() {
-                    o.insert("model".into(), self.model.clone());
-                }
+            if self.include_usage && !usage_only {
+                c.usage = Some(Value::Null);
+            }
+            if c.model.is_empty() {
+                c.model.clone_from(&self.model);
             }
             out.push(frame(&c));
         }
@@ -370,8 +361,9 @@ impl<H> OpenAiChunks<H> {
 }
 
 /// One SSE frame: `data: {json}\n\n`.
-pub(crate) fn frame(v: &Value) -> Bytes {
-    Bytes::from(format!("data: {v}\n\n"))
+pub(crate) fn frame(c: &ChatChunk) -> Bytes {
+    let json = serde_json::to_string(c).expect("a chunk serialises");
+    Bytes::from(format!("data: {json}\n\n"))
 }
 
 pub(crate) fn done_frame() -> Bytes {
@@ -436,19 +428,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::chat::{ChunkChoice, ChunkDelta};
     use crate::providers::native_common::ChunkBuilder;
     use serde_json::json;
 
     /// Replays fixed chunks, one per SSE event.
-    struct Replay(Vec<Value>);
+    struct Replay(Vec<ChatChunk>);
     impl ChunkHook<SseEvent> for Replay {
-        fn event(&mut self, _ev: &SseEvent, out: &mut Vec<Value>) -> Result<(), HookError> {
+        fn event(&mut self, _ev: &SseEvent, out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
             if !self.0.is_empty() {
                 out.push(self.0.remove(0));
             }
             Ok(())
         }
-        fn end(&mut self, _out: &mut Vec<Value>) -> Result<(), HookError> {
+        fn end(&mut self, _out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
             Ok(())
         }
     }
@@ -456,13 +449,13 @@ mod tests {
     fn frames(include: bool) -> Vec<String> {
         let cb = ChunkBuilder::new("x".into(), String::new());
         let chunks = vec![
-            cb.delta(json!({"content": "hi"})),
+            cb.delta(ChunkDelta::text("hi")),
             cb.finish("stop"),
             cb.usage(json!({"prompt_tokens": 1})),
         ];
         let mut p = Pipeline::new(
             SseDecoder::new(),
-            OpenAiChunks::new(Replay(chunks), include, json!("m-1")),
+            OpenAiChunks::new(Replay(chunks), include, "m-1".into()),
         );
         let mut out = p.feed(b"data: 1\n\ndata: 2\n\ndata: 3\n\n").unwrap();
         out.extend(p.finish().unwrap());
@@ -487,15 +480,21 @@ mod tests {
     /// Ends with an error on its second event.
     struct FailSecond(usize);
     impl ChunkHook<SseEvent> for FailSecond {
-        fn event(&mut self, ev: &SseEvent, out: &mut Vec<Value>) -> Result<(), HookError> {
+        fn event(&mut self, ev: &SseEvent, out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
             self.0 += 1;
             if self.0 == 2 {
                 return Err("boom".into());
             }
-            out.push(json!({"choices": [{"index": 0, "delta": {"content": ev.data}}]}));
+            let choice = ChunkChoice::new(0, ChunkDelta::text(ev.data.clone()), None);
+            out.push(ChatChunk::new(
+                String::new(),
+                0,
+                String::new(),
+                vec![choice],
+            ));
             Ok(())
         }
-        fn end(&mut self, _out: &mut Vec<Value>) -> Result<(), HookError> {
+        fn end(&mut self, _out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
             Err("cut short".into())
         }
     }
@@ -510,7 +509,7 @@ mod tests {
             );
             let p = Pipeline::new(
                 SseDecoder::new(),
-                OpenAiChunks::new(FailSecond(0), false, Value::Null),
+                OpenAiChunks::new(FailSecond(0), false, String::new()),
             );
             drive(inner, p, Ok, |e| Err(e.to_string())).collect::<Vec<_>>()
         };

@@ -3,7 +3,7 @@ use crate::providers::stream::{Hook, OpenAiChunks};
 
 /// The Anthropic hook as the stream driver runs it.
 fn to_openai(include_usage: bool) -> OpenAiChunks<StreamToOpenAi> {
-    OpenAiChunks::new(StreamToOpenAi::new(), include_usage, Value::Null)
+    OpenAiChunks::new(StreamToOpenAi::new(), include_usage, String::new())
 }
 
 fn obj(v: Value) -> Map<String, Value> {

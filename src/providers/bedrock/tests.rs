@@ -6,7 +6,7 @@ use crate::providers::ProviderKind;
 fn decoder() -> Pipeline<EventStreamFraming, OpenAiChunks<ConverseStreamDecoder>> {
     Pipeline::new(
         EventStreamFraming::new(),
-        OpenAiChunks::new(ConverseStreamDecoder::new(), true, Value::Null),
+        OpenAiChunks::new(ConverseStreamDecoder::new(), true, String::new()),
     )
 }
 use aws_smithy_types::event_stream::{Header, HeaderValue};

@@ -5,7 +5,7 @@ use crate::providers::stream::{OpenAiChunks, Pipeline};
 fn decoder() -> Pipeline<SseDecoder, OpenAiChunks<CohereStreamDecoder>> {
     Pipeline::new(
         SseDecoder::new(),
-        OpenAiChunks::new(CohereStreamDecoder::new(), true, Value::Null),
+        OpenAiChunks::new(CohereStreamDecoder::new(), true, String::new()),
     )
 }
 

@@ -233,7 +233,7 @@ fn pipeline(model: &str, include_usage: bool) -> Pipeline<SseDecoder, OpenAiChun
     let hook = GeminiStream::new(&Arc::from("g"), model);
     Pipeline::new(
         SseDecoder::new(),
-        OpenAiChunks::new(hook, include_usage, json!(model)),
+        OpenAiChunks::new(hook, include_usage, model.to_owned()),
     )
 }
 
