@@ -5,7 +5,7 @@
 //! The type mappings (stop reasons, error types by status) are shared with the inbound
 //! Anthropic-compatible API in `crate::gateway::messages`.
 
-use super::chat::{ChatChunk, ChunkChoice, ChunkDelta};
+use super::chat::{ChatChunk, ChatResponse, ChunkChoice, ChunkDelta};
 use super::sse::{SseDecoder, SseEvent};
 use super::stream::{chunk_stream, ChunkHook, HookError};
 use super::{
@@ -539,27 +539,22 @@ pub fn to_chat_completion(msg: &Value) -> Result<Value, String> {
             _ => {}
         }
     }
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) },
-        "refusal": null,
-    });
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
     let finish = finish_reason(
         msg.get("stop_reason")
             .and_then(Value::as_str)
             .unwrap_or("end_turn"),
     );
-    Ok(json!({
-        "id": msg.get("id").cloned().unwrap_or(Value::Null),
-        "object": "chat.completion",
-        "created": now_secs(),
-        "model": msg.get("model").cloned().unwrap_or(Value::Null),
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-        "usage": openai_usage(msg.get("usage").unwrap_or(&Value::Null)),
-    }))
+    let field = |k: &str| msg.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    Ok(ChatResponse::assistant(
+        field("id"),
+        now_secs(),
+        field("model"),
+        text,
+        calls,
+        finish,
+        openai_usage(msg.get("usage").unwrap_or(&Value::Null)),
+    )
+    .to_value())
 }
 
 /// An Anthropic error response → OpenAI-shaped `(status, body)`. 529 (overloaded) becomes

@@ -15,7 +15,7 @@
 //! as `us.anthropic...` are not in that list: configure them).
 //! <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ListFoundationModels.html>
 
-use super::chat::{ChatChunk, ChunkDelta};
+use super::chat::{ChatChunk, ChatResponse, ChunkDelta};
 use super::native_common::{
     content_text, finish_reply, invalid_request, now_secs, parse_data_url, provider_message,
     stop_sequences, upstream, ChunkBuilder,
@@ -668,31 +668,20 @@ pub fn from_converse(v: &Value) -> Result<Value, String> {
             }));
         }
     }
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) },
-        "refusal": null,
-    });
-    if !tool_calls.is_empty() {
-        message["tool_calls"] = Value::Array(tool_calls);
-    }
     let stop = v
         .get("stopReason")
         .and_then(Value::as_str)
         .unwrap_or("end_turn");
-    Ok(json!({
-        "id": new_id(),
-        "object": "chat.completion",
-        "created": now_secs(),
-        "model": "",
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish_reason(stop),
-        }],
-        "usage": openai_usage(v.get("usage")),
-    }))
+    Ok(ChatResponse::assistant(
+        new_id(),
+        now_secs(),
+        String::new(),
+        text,
+        tool_calls,
+        finish_reason(stop),
+        openai_usage(v.get("usage")),
+    )
+    .to_value())
 }
 
 // ---------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-//! deja's typed OpenAI `chat.completion.chunk`: what every translated stream is built
-//! as before the driver frames it. The fields deja writes or reads are typed; anything
-//! else a chunk carries stays in a flattened map, so a chunk read and written again
-//! keeps every field (in the order: typed fields, then the rest).
+//! deja's typed OpenAI chat replies: `chat.completion.chunk` (what every translated
+//! stream is built as before the driver frames it) and `chat.completion` (what the
+//! single-choice translations build). The fields deja writes or reads are typed;
+//! anything else stays in a flattened map, so a value read and written again keeps every
+//! field (in the order: typed fields, then the rest).
 //!
-//! <https://platform.openai.com/docs/api-reference/chat-streaming/streaming>
+//! <https://platform.openai.com/docs/api-reference/chat-streaming/streaming>,
+//! <https://platform.openai.com/docs/api-reference/chat/object>
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -137,6 +139,105 @@ impl ChunkDelta {
     }
 }
 
+fn completion_object() -> String {
+    "chat.completion".to_owned()
+}
+
+/// One `chat.completion`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default = "completion_object")]
+    pub object: String,
+    #[serde(default)]
+    pub created: u64,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub choices: Vec<ResponseChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One choice of a `chat.completion`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseChoice {
+    #[serde(default)]
+    pub index: u64,
+    pub message: ResponseMessage,
+    #[serde(default)]
+    pub logprobs: Option<Value>,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The assistant message of a choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseMessage {
+    pub role: String,
+    /// `null` when the reply is tool calls only.
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    pub refusal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<Value>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatResponse {
+    /// A one-choice reply from a provider that answers with one message: its text
+    /// (`content: null` when there is none and there are tool calls), its tool calls,
+    /// why it ended and its usage.
+    pub fn assistant(
+        id: String,
+        created: u64,
+        model: String,
+        text: String,
+        tool_calls: Vec<Value>,
+        finish_reason: &str,
+        usage: Value,
+    ) -> Self {
+        let content = if text.is_empty() && !tool_calls.is_empty() {
+            None
+        } else {
+            Some(text)
+        };
+        let message = ResponseMessage {
+            role: "assistant".into(),
+            content,
+            refusal: None,
+            tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+            extra: Map::new(),
+        };
+        ChatResponse {
+            id,
+            object: completion_object(),
+            created,
+            model,
+            choices: vec![ResponseChoice {
+                index: 0,
+                message,
+                logprobs: None,
+                finish_reason: Some(finish_reason.to_owned()),
+                extra: Map::new(),
+            }],
+            usage: Some(usage),
+            extra: Map::new(),
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a chat.completion serialises")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +261,37 @@ mod tests {
         assert_eq!(back.extra["system_fingerprint"], json!("fp_1"));
         assert_eq!(back.choices[0].delta.extra["refusal"], Value::Null);
         assert_eq!(serde_json::to_string(&back).unwrap(), text);
+    }
+
+    #[test]
+    fn a_one_message_reply_has_openais_shape() {
+        let call =
+            json!({"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}});
+        let r = ChatResponse::assistant(
+            "c1".into(),
+            5,
+            "m".into(),
+            String::new(),
+            vec![call.clone()],
+            "tool_calls",
+            json!({"prompt_tokens": 1}),
+        );
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"id":"c1","object":"chat.completion","created":5,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":null,"tool_calls":[{"id":"t1","type":"function","function":{"name":"f","arguments":"{}"}}]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":1}}"#
+        );
+        let text_only = ChatResponse::assistant(
+            "c".into(),
+            0,
+            "m".into(),
+            String::new(),
+            vec![],
+            "stop",
+            json!({}),
+        );
+        assert_eq!(text_only.to_value()["choices"][0]["message"]["content"], "");
+        assert!(text_only.to_value()["choices"][0]["message"]
+            .get("tool_calls")
+            .is_none());
     }
 }

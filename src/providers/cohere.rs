@@ -8,7 +8,7 @@
 //! - Models: <https://docs.cohere.com/reference/list-models>
 //! - Errors: <https://docs.cohere.com/reference/errors>
 
-use super::chat::{ChatChunk, ChunkDelta};
+use super::chat::{ChatChunk, ChatResponse, ChunkDelta};
 use super::native_common::{
     content_text, invalid_request, now_secs, provider_message, stop_sequences, upstream,
     ChunkBuilder,
@@ -295,23 +295,17 @@ pub fn from_cohere_chat(v: &Value) -> Result<Value, String> {
         .unwrap_or("COMPLETE");
     let finish =
         finish_reason(reason).ok_or_else(|| format!("Cohere ended the reply with {reason}"))?;
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) },
-        "refusal": null,
-    });
-    if !tool_calls.is_empty() {
-        message["tool_calls"] = Value::Array(tool_calls);
-    }
     let id = v.get("id").and_then(Value::as_str).unwrap_or("cohere");
-    Ok(json!({
-        "id": format!("chatcmpl-{id}"),
-        "object": "chat.completion",
-        "created": now_secs(),
-        "model": "",
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-        "usage": openai_usage(v.get("usage")),
-    }))
+    Ok(ChatResponse::assistant(
+        format!("chatcmpl-{id}"),
+        now_secs(),
+        String::new(),
+        text,
+        tool_calls,
+        finish,
+        openai_usage(v.get("usage")),
+    )
+    .to_value())
 }
 
 /// OpenAI embeddings request -> Cohere `/v2/embed`.
