@@ -12,6 +12,16 @@ use serde_json::{Map, Value};
 
 pub const CHUNK_OBJECT: &str = "chat.completion.chunk";
 
+/// Whether a streamed chat request asks for the final usage chunk
+/// (`stream_options.include_usage`): read here for both the stream driver and the
+/// cache's replay of a hit.
+pub fn wants_usage(body: &Map<String, Value>) -> bool {
+    body.get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
 fn chunk_object() -> String {
     CHUNK_OBJECT.to_owned()
 }

@@ -330,12 +330,7 @@ impl<H> OpenAiChunks<H> {
     /// For `req`: whether the client asked for the usage chunk
     /// (`stream_options.include_usage`), and the route's model.
     pub fn for_request(hook: H, req: &ProviderRequest) -> Self {
-        let include_usage = req
-            .body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let include_usage = super::chat::wants_usage(&req.body);
         Self::new(hook, include_usage, req.model.clone())
     }
 
