@@ -466,6 +466,25 @@ async fn anthropic_api_served_by_the_openai_mock() {
 }
 
 #[tokio::test]
+async fn anthropic_api_to_an_anthropic_provider_sends_the_request_as_written() {
+    let s = start();
+    // Fields with no OpenAI counterpart survive: cache_control on a system block,
+    // top_k, metadata; only the model becomes the provider's name.
+    let body = json!({"model": MODEL, "max_tokens": 64, "top_k": 5,
+        "metadata": {"user_id": "u-1"},
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi as written"}]}]});
+    let (st, v) = post_json(&s, "/anthropic/v1/messages", &body).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["type"], "message");
+    let sent = s.claude.state.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/messages");
+    let mut expected = body.clone();
+    expected["model"] = json!("claude-sonnet-4-5-20250929");
+    assert_eq!(sent.body, expected);
+}
+
+#[tokio::test]
 async fn anthropic_api_streams_the_event_sequence() {
     let s = start();
     for model in ["mock/mock-model", MODEL] {

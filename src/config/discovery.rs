@@ -1,7 +1,6 @@
 //! Zero-configuration: find providers from the environment variables their own SDKs use.
 
-use super::{Config, ProviderConfig, Secret};
-use crate::providers::ProviderKind;
+use super::{Config, ProviderConfig, ProviderKind, Secret};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;

@@ -4,12 +4,20 @@
 //! field path and what was expected. Secrets are written literally or as `env:NAME`.
 
 mod discovery;
+mod kind;
+mod provider;
 mod secret;
+mod verifier;
 
 pub use discovery::discover_providers;
+pub use kind::ProviderKind;
+pub use provider::{
+    AnthropicConfig, AzureAuth, AzureConfig, BedrockConfig, KeyConfig, ProviderConfig,
+    ProviderSettings, VertexConfig, AZURE_DEFAULT_API_VERSION, VERTEX_DEFAULT_LOCATION,
+};
 pub use secret::Secret;
+pub use verifier::VerifierConfig;
 
-use crate::providers::ProviderKind;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -37,7 +45,7 @@ pub struct Config {
     pub embedder: crate::embed::EmbedderConfig,
     /// The false-hit verifier (`[verifier]`).
     #[serde(default)]
-    pub verifier: crate::gateway::verify::VerifierConfig,
+    pub verifier: VerifierConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,187 +110,6 @@ pub struct TelemetryConfig {
 pub struct DiscoveryConfig {
     pub from_env: bool,
     pub probe_ollama: bool,
-}
-
-/// One upstream provider. The table key (`[providers.NAME]`) is the provider id used in
-/// `NAME/model` addressing.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderConfig {
-    pub kind: ProviderKind,
-    /// Defaults to the kind's public endpoint; required for `openai-compatible`.
-    #[serde(default)]
-    pub base_url: Option<String>,
-    /// Shorthand for a single key of weight 1.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// Several keys, chosen per request by weighted random.
-    #[serde(default)]
-    pub keys: Vec<KeyConfig>,
-    /// Models this provider serves (bare names). Merged with the provider's own list
-    /// when `discover_models` is on.
-    #[serde(default)]
-    pub models: Vec<String>,
-    /// Ask the provider's `GET /models` at start-up.
-    #[serde(default = "default_true")]
-    pub discover_models: bool,
-    /// Whole-request timeout (non-streaming) / time to response headers (streaming).
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: f64,
-    #[serde(default = "default_connect_timeout_secs")]
-    pub connect_timeout_secs: f64,
-    /// Extra headers sent with every request to this provider.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    // --- Anthropic (`kind = "anthropic"`) ---
-    /// The `anthropic-version` header (default 2023-06-01).
-    #[serde(default)]
-    pub anthropic_version: Option<String>,
-    /// `max_tokens` sent when the request sets none; Anthropic requires one (default 4096).
-    #[serde(default)]
-    pub default_max_tokens: Option<u64>,
-    // --- AWS Bedrock (kind = "bedrock"); unset values fall back to AWS_REGION /
-    // AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN.
-    /// AWS region: signs requests and picks `https://bedrock-runtime.{region}.amazonaws.com`.
-    #[serde(default)]
-    pub region: Option<String>,
-    #[serde(default)]
-    pub aws_access_key_id: Option<Secret>,
-    #[serde(default)]
-    pub aws_secret_access_key: Option<Secret>,
-    #[serde(default)]
-    pub aws_session_token: Option<Secret>,
-
-    // --- Azure OpenAI (`azure`), Google Gemini (`gemini`) and Vertex AI (`vertex`) ---
-    /// Azure: the resource name; the base URL becomes `https://{resource}.openai.azure.com`.
-    #[serde(default)]
-    pub resource: Option<String>,
-    /// Azure: the `api-version` query parameter (default [`AZURE_DEFAULT_API_VERSION`]).
-    #[serde(default)]
-    pub api_version: Option<String>,
-    /// Azure: send the key as `api-key` (default) or as `Authorization: Bearer` (an Entra token).
-    #[serde(default)]
-    pub auth: Option<AzureAuth>,
-    /// Azure: model name -> deployment name; unmapped models are used as deployment names.
-    #[serde(default)]
-    pub deployments: BTreeMap<String, String>,
-    /// Vertex AI: the Google Cloud project id (default: the service account's `project_id`).
-    #[serde(default)]
-    pub project: Option<String>,
-    /// Vertex AI: the region (default `us-central1`); the base URL becomes
-    /// `https://{location}-aiplatform.googleapis.com/v1`.
-    #[serde(default)]
-    pub location: Option<String>,
-    /// Vertex AI: the service-account JSON key file (default: env `GOOGLE_APPLICATION_CREDENTIALS`).
-    #[serde(default)]
-    pub credentials_file: Option<PathBuf>,
-}
-
-/// The `api-version` deja sends to Azure OpenAI unless `api_version` says otherwise
-/// (a GA data-plane inference version).
-pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
-/// The region deja uses for Vertex AI unless `location` says otherwise.
-pub const VERTEX_DEFAULT_LOCATION: &str = "us-central1";
-
-/// How deja authenticates to Azure OpenAI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AzureAuth {
-    /// `api-key: KEY`.
-    #[default]
-    ApiKey,
-    /// `Authorization: Bearer TOKEN` (a Microsoft Entra ID access token).
-    Bearer,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyConfig {
-    pub key: Secret,
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-}
-
-fn default_true() -> bool {
-    true
-}
-fn default_timeout_secs() -> f64 {
-    600.0
-}
-fn default_connect_timeout_secs() -> f64 {
-    10.0
-}
-fn default_weight() -> u32 {
-    1
-}
-
-impl ProviderConfig {
-    /// A provider of `kind` with its defaults, as discovery creates them.
-    pub fn new(kind: ProviderKind) -> Self {
-        ProviderConfig {
-            kind,
-            base_url: None,
-            api_key: None,
-            keys: Vec::new(),
-            models: Vec::new(),
-            discover_models: true,
-            timeout_secs: default_timeout_secs(),
-            connect_timeout_secs: default_connect_timeout_secs(),
-            headers: BTreeMap::new(),
-            anthropic_version: None,
-            default_max_tokens: None,
-            region: None,
-            aws_access_key_id: None,
-            aws_secret_access_key: None,
-            aws_session_token: None,
-            resource: None,
-            api_version: None,
-            auth: None,
-            deployments: BTreeMap::new(),
-            project: None,
-            location: None,
-            credentials_file: None,
-        }
-    }
-
-    /// The base URL in force: configured, else the kind's default.
-    pub fn effective_base_url(&self) -> Option<String> {
-        self.base_url
-            .clone()
-            .or_else(|| self.kind.default_base_url().map(str::to_owned))
-            .or_else(|| crate::providers::bedrock::regional_base_url(self))
-            .or_else(|| match self.kind {
-                ProviderKind::Azure => self
-                    .resource
-                    .as_ref()
-                    .map(|r| format!("https://{r}.openai.azure.com")),
-                ProviderKind::Vertex => match self.location.as_deref() {
-                    // The global endpoint has no region prefix.
-                    Some("global") => Some("https://aiplatform.googleapis.com/v1".to_owned()),
-                    loc => Some(format!(
-                        "https://{}-aiplatform.googleapis.com/v1",
-                        loc.unwrap_or(VERTEX_DEFAULT_LOCATION)
-                    )),
-                },
-                _ => None,
-            })
-            .map(|u| u.trim_end_matches('/').to_owned())
-    }
-
-    /// Every key with its weight (`api_key` counts as weight 1).
-    pub fn all_keys(&self) -> Vec<KeyConfig> {
-        let mut keys = self.keys.clone();
-        if let Some(k) = &self.api_key {
-            keys.insert(
-                0,
-                KeyConfig {
-                    key: k.clone(),
-                    weight: 1,
-                },
-            );
-        }
-        keys
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -528,23 +355,12 @@ fn resolve_secrets(
         for (i, k) in p.keys.iter_mut().enumerate() {
             resolve_secret(&mut k.key, format!("providers.{id}.keys[{i}].key"), env)?;
         }
-        // Bedrock: AWS credentials and region, from the config or the AWS variables.
-        for (name, s) in [
-            ("aws_access_key_id", &mut p.aws_access_key_id),
-            ("aws_secret_access_key", &mut p.aws_secret_access_key),
-            ("aws_session_token", &mut p.aws_session_token),
-        ] {
-            if let Some(s) = s.as_mut() {
-                resolve_secret(s, format!("providers.{id}.{name}"), env)?;
-            }
+        // The kind's own secrets (Bedrock's AWS credentials), then what it takes from
+        // the environment (AWS variables, GOOGLE_APPLICATION_CREDENTIALS).
+        for (name, s) in p.settings_secrets_mut() {
+            resolve_secret(s, format!("providers.{id}.{name}"), env)?;
         }
-        crate::providers::bedrock::apply_aws_env(p, env);
-        if p.kind == ProviderKind::Vertex && p.credentials_file.is_none() {
-            p.credentials_file = env
-                .get("GOOGLE_APPLICATION_CREDENTIALS")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from);
-        }
+        p.apply_env(env);
     }
     Ok(())
 }
@@ -557,10 +373,8 @@ fn validate(config: &Config) -> Result<(), (String, String)> {
                 "a provider id must be non-empty and contain no `/`".into(),
             ));
         }
-        if p.kind == ProviderKind::Bedrock {
-            crate::providers::bedrock::validate_config(p)
-                .map_err(|(field, message)| (format!("providers.{id}.{field}"), message))?;
-        }
+        p.validate_settings()
+            .map_err(|(field, message)| (format!("providers.{id}.{field}"), message))?;
         match p.effective_base_url() {
             None => {
                 return Err((

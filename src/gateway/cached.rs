@@ -629,11 +629,7 @@ fn hit_reply(
 }
 
 fn include_usage(req: &ParsedRequest) -> bool {
-    req.body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
+    crate::providers::chat::wants_usage(&req.body)
 }
 
 /// Answer `req` from the cache when it can; otherwise call the provider and store the reply.

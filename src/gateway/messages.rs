@@ -9,8 +9,9 @@
 
 use super::{CacheControls, Gateway, GatewayError, Reply, ReplyBody};
 use crate::providers::anthropic::{anthropic_error_body, stop_reason};
-use crate::providers::sse::{self, SseEvent, SseTranslator};
-use crate::providers::{Endpoint, ProviderError};
+use crate::providers::sse::{SseDecoder, SseEvent};
+use crate::providers::stream::{self, Hook, Pipeline};
+use crate::providers::{Endpoint, NativeRequest, ProviderError};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -528,7 +529,10 @@ impl StreamToAnthropic {
     }
 }
 
-impl SseTranslator for StreamToAnthropic {
+impl Hook<SseEvent> for StreamToAnthropic {
+    type Frame = Bytes;
+    type Error = String;
+
     fn event(&mut self, ev: &SseEvent, out: &mut Vec<Bytes>) -> Result<(), String> {
         if ev.data.trim() == "[DONE]" {
             self.finish_message(out);
@@ -626,7 +630,7 @@ impl SseTranslator for StreamToAnthropic {
     }
 }
 
-/// Serve an Anthropic Messages request through [`super::forward`].
+/// Serve an Anthropic Messages request through [`super::forward_parsed`].
 pub async fn serve(
     gw: &Gateway,
     body: &[u8],
@@ -639,8 +643,11 @@ pub async fn serve(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    let bytes = serde_json::to_vec(&chat).map_err(|e| GatewayError::Cache(e.to_string()))?;
-    let mut reply = super::forward(gw, Endpoint::ChatCompletions, &bytes, controls).await?;
+    // Straight to the parsed form: no serialising to bytes for `forward` to parse again.
+    let mut chat = super::validate_request(Endpoint::ChatCompletions, chat)?;
+    // An Anthropic provider is sent the request as written (see AnthropicAdapter).
+    chat.native = Some(NativeRequest::Anthropic(req));
+    let mut reply = super::forward_parsed(gw, chat, controls).await?;
     reply.body = match reply.body {
         ReplyBody::Json(b) => {
             let v: Value = serde_json::from_slice(&b).map_err(|e| {
@@ -658,9 +665,8 @@ pub async fn serve(
             ReplyBody::Json(Bytes::from(m.to_string()))
         }
         ReplyBody::Stream(s) => {
-            ReplyBody::Stream(sse::translate(s, StreamToAnthropic::new(&model), Ok, |m| {
-                Ok(error_event(502, &m))
-            }))
+            let pipeline = Pipeline::new(SseDecoder::new(), StreamToAnthropic::new(&model));
+            ReplyBody::Stream(stream::drive(s, pipeline, Ok, |m| Ok(error_event(502, &m))))
         }
     };
     Ok(reply)

@@ -15,8 +15,8 @@ pub use stream::sse_error_event;
 
 use crate::config::Config;
 use crate::providers::{
-    self, Adapter, Endpoint, ModelRegistry, OutcomeClass, PoolState, ProviderKind, ProviderPool,
-    ProviderReply, ProviderRequest, Route, Router,
+    self, Adapter, Endpoint, ModelRegistry, NativeRequest, OutcomeClass, PoolState, ProviderKind,
+    ProviderPool, ProviderReply, ProviderRequest, Route, Router,
 };
 use actix::prelude::*;
 use bytes::Bytes;
@@ -194,6 +194,8 @@ pub struct ParsedRequest {
     pub model: String,
     pub stream: bool,
     pub body: Map<String, Value>,
+    /// The client's original, when it spoke a provider's format (the Anthropic API).
+    pub native: Option<NativeRequest>,
 }
 
 /// Parse and validate a request body for `endpoint`; errors say what is wrong and where.
@@ -212,6 +214,15 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, G
             None,
         ));
     };
+    validate_request(endpoint, body)
+}
+
+/// Validate an OpenAI-format request object for `endpoint` (what [`parse_request`] does
+/// after parsing; the inbound Anthropic API builds the object directly).
+pub fn validate_request(
+    endpoint: Endpoint,
+    body: Map<String, Value>,
+) -> Result<ParsedRequest, GatewayError> {
     let model = match body.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
         Some(Value::String(_)) | None => {
@@ -276,6 +287,7 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, G
         model,
         stream,
         body,
+        native: None,
     })
 }
 
@@ -329,7 +341,16 @@ pub async fn forward(
     body: &[u8],
     controls: &CacheControls,
 ) -> Result<Reply, GatewayError> {
-    let req = parse_request(endpoint, body)?;
+    forward_parsed(gw, parse_request(endpoint, body)?, controls).await
+}
+
+/// [`forward`] for a request already parsed and validated.
+pub async fn forward_parsed(
+    gw: &Gateway,
+    req: ParsedRequest,
+    controls: &CacheControls,
+) -> Result<Reply, GatewayError> {
+    let endpoint = req.endpoint;
     if let Some(local) = gw
         .local_embeddings
         .as_ref()
@@ -348,18 +369,13 @@ pub async fn forward(
 pub async fn call_provider(
     gw: &Gateway,
     route: &Route,
-    mut req: ParsedRequest,
+    req: ParsedRequest,
 ) -> Result<Reply, GatewayError> {
     let handle = gw.providers.get(&route.provider).ok_or_else(|| {
         GatewayError::ModelNotFound(crate::providers::RouteError::unknown(&req.model))
     })?;
-    req.body
-        .insert("model".into(), Value::String(route.model.clone()));
-    let preq = ProviderRequest {
-        endpoint: req.endpoint,
-        body: req.body,
-        stream: req.stream,
-    };
+    let preq = ProviderRequest::new(req.endpoint, req.body, req.stream, &route.model)
+        .with_native(req.native);
     let lease = handle.pool.checkout(&mut rand::rng());
     let key_index = lease.key_index;
     let started = Instant::now();

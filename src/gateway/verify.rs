@@ -1,17 +1,9 @@
 //! The verification stage between "nearest entry above the threshold" and "serve it":
 //! the false-hit verifier (`cache::verify`) built once at start-up and shared.
 
-use crate::cache::verify::{Prepared, Strictness, Verifier};
-use serde::Deserialize;
+use crate::cache::verify::{Prepared, Verifier};
+pub use crate::config::VerifierConfig;
 use std::sync::Arc;
-
-/// `[verifier]` configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct VerifierConfig {
-    /// `strict`, `balanced` (default) or `off` (the similarity threshold alone).
-    pub strictness: Strictness,
-}
 
 /// Decides whether a candidate entry's text answers the request's text.
 #[derive(Debug, Clone)]

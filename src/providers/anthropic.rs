@@ -5,13 +5,15 @@
 //! The type mappings (stop reasons, error types by status) are shared with the inbound
 //! Anthropic-compatible API in `crate::gateway::messages`.
 
-use super::sse::{self, SseEvent, SseTranslator};
+use super::chat::{ChatChunk, ChatResponse, ChunkChoice, ChunkDelta};
+use super::sse::{SseDecoder, SseEvent};
+use super::stream::{chunk_stream, ChunkHook, HookError};
 use super::{
-    ChunkStream, Endpoint, Lease, PoolError, ProviderAdapter, ProviderError, ProviderRequest,
+    ChunkStream, Endpoint, Lease, NativeRequest, PoolError, ProviderAdapter, ProviderError,
+    ProviderRequest,
 };
 use crate::config::ProviderConfig;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,13 +46,14 @@ impl AnthropicAdapter {
             provider: id.to_owned(),
             message,
         };
-        let version = cfg.anthropic_version.as_deref().unwrap_or(DEFAULT_VERSION);
+        let own = cfg.anthropic().cloned().unwrap_or_default();
+        let version = own.anthropic_version.as_deref().unwrap_or(DEFAULT_VERSION);
         if version.trim().is_empty() || reqwest::header::HeaderValue::from_str(version).is_err() {
             return Err(err(format!(
                 "anthropic_version `{version}` is not a valid header value (e.g. \"{DEFAULT_VERSION}\")"
             )));
         }
-        let default_max_tokens = cfg.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+        let default_max_tokens = own.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
         if default_max_tokens == 0 {
             return Err(err("default_max_tokens must be at least 1".into()));
         }
@@ -248,6 +251,21 @@ fn push_message(out: &mut Vec<Value>, role: &str, content: Value) {
         }
     }
     out.push(json!({"role": role, "content": content}));
+}
+
+/// A client's own Anthropic Messages request for an Anthropic provider: sent as written,
+/// with the route's model and, if it has none, the provider's default `max_tokens`.
+/// (Its OpenAI translation in `ProviderRequest::body` still keys the cache.)
+pub fn native_messages_request(
+    native: &Map<String, Value>,
+    model: &str,
+    default_max_tokens: u64,
+) -> Value {
+    let mut out = native.clone();
+    out.insert("model".into(), Value::String(model.to_owned()));
+    out.entry("max_tokens")
+        .or_insert_with(|| Value::from(default_max_tokens));
+    Value::Object(out)
 }
 
 /// Translate an OpenAI chat request into an Anthropic Messages request.
@@ -521,27 +539,22 @@ pub fn to_chat_completion(msg: &Value) -> Result<Value, String> {
             _ => {}
         }
     }
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) },
-        "refusal": null,
-    });
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
     let finish = finish_reason(
         msg.get("stop_reason")
             .and_then(Value::as_str)
             .unwrap_or("end_turn"),
     );
-    Ok(json!({
-        "id": msg.get("id").cloned().unwrap_or(Value::Null),
-        "object": "chat.completion",
-        "created": now_secs(),
-        "model": msg.get("model").cloned().unwrap_or(Value::Null),
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-        "usage": openai_usage(msg.get("usage").unwrap_or(&Value::Null)),
-    }))
+    let field = |k: &str| msg.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    Ok(ChatResponse::assistant(
+        field("id"),
+        now_secs(),
+        field("model"),
+        text,
+        calls,
+        finish,
+        openai_usage(msg.get("usage").unwrap_or(&Value::Null)),
+    )
+    .to_value())
 }
 
 /// An Anthropic error response → OpenAI-shaped `(status, body)`. 529 (overloaded) becomes
@@ -585,9 +598,8 @@ pub fn to_openai_error(provider: &str, status: u16, body: &[u8]) -> (u16, Value)
 /// Turns the Anthropic event sequence (message_start, content_block_start/delta/stop,
 /// message_delta, message_stop, ping, error) into `chat.completion.chunk` frames.
 pub struct StreamToOpenAi {
-    include_usage: bool,
-    id: Value,
-    model: Value,
+    id: String,
+    model: String,
     created: u64,
     /// Anthropic content block index → OpenAI tool call index.
     tools: HashMap<u64, usize>,
@@ -598,11 +610,10 @@ pub struct StreamToOpenAi {
 }
 
 impl StreamToOpenAi {
-    pub fn new(include_usage: bool) -> Self {
+    pub fn new() -> Self {
         StreamToOpenAi {
-            include_usage,
-            id: Value::Null,
-            model: Value::Null,
+            id: String::new(),
+            model: String::new(),
             created: now_secs(),
             tools: HashMap::new(),
             usage: Map::new(),
@@ -612,16 +623,12 @@ impl StreamToOpenAi {
         }
     }
 
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
-        let mut c = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if self.include_usage {
-            c["usage"] = Value::Null;
-        }
-        frame(&c)
+    fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
+        ChatChunk::new(self.id.clone(), self.created, self.model.clone(), choices)
+    }
+
+    fn delta(&self, delta: ChunkDelta, finish: Option<&str>) -> ChatChunk {
+        self.chunk(vec![ChunkChoice::new(0, delta, finish)])
     }
 
     fn merge_usage(&mut self, u: Option<&Value>) {
@@ -635,12 +642,14 @@ impl StreamToOpenAi {
     }
 }
 
-fn frame(v: &Value) -> Bytes {
-    Bytes::from(format!("data: {v}\n\n"))
+impl Default for StreamToOpenAi {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
-impl SseTranslator for StreamToOpenAi {
-    fn event(&mut self, ev: &SseEvent, out: &mut Vec<Bytes>) -> Result<(), String> {
+impl ChunkHook<SseEvent> for StreamToOpenAi {
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
         let v: Value = serde_json::from_str(&ev.data)
             .map_err(|e| format!("invalid JSON in a stream event: {e}"))?;
         let kind = v
@@ -651,11 +660,12 @@ impl SseTranslator for StreamToOpenAi {
         match kind {
             "message_start" => {
                 let m = v.get("message").unwrap_or(&Value::Null);
-                self.id = m.get("id").cloned().unwrap_or(Value::Null);
-                self.model = m.get("model").cloned().unwrap_or(Value::Null);
+                let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                self.id = text("id");
+                self.model = text("model");
                 self.merge_usage(m.get("usage"));
                 self.started = true;
-                out.push(self.chunk(json!({"role": "assistant", "content": ""}), None));
+                out.push(self.delta(ChunkDelta::start(), None));
             }
             "content_block_start" => {
                 let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
@@ -667,7 +677,7 @@ impl SseTranslator for StreamToOpenAi {
                             .and_then(Value::as_str)
                             .filter(|t| !t.is_empty())
                         {
-                            out.push(self.chunk(json!({"content": t}), None));
+                            out.push(self.delta(ChunkDelta::text(t), None));
                         }
                     }
                     Some("tool_use") => {
@@ -681,9 +691,10 @@ impl SseTranslator for StreamToOpenAi {
                             }
                             _ => String::new(),
                         };
-                        out.push(self.chunk(
-                            json!({"tool_calls": [{"index": n, "id": b.get("id"), "type": "function",
-                                "function": {"name": b.get("name"), "arguments": args}}]}),
+                        out.push(self.delta(
+                            ChunkDelta::tool_calls(vec![json!({"index": n, "id": b.get("id"),
+                                "type": "function",
+                                "function": {"name": b.get("name"), "arguments": args}})]),
                             None,
                         ));
                     }
@@ -696,14 +707,16 @@ impl SseTranslator for StreamToOpenAi {
                 match d.get("type").and_then(Value::as_str) {
                     Some("text_delta") => {
                         let t = d.get("text").and_then(Value::as_str).unwrap_or("");
-                        out.push(self.chunk(json!({"content": t}), None));
+                        out.push(self.delta(ChunkDelta::text(t), None));
                     }
                     Some("input_json_delta") => {
                         let p = d.get("partial_json").and_then(Value::as_str).unwrap_or("");
                         if let Some(&n) = self.tools.get(&index) {
                             if !p.is_empty() {
-                                out.push(self.chunk(
-                                    json!({"tool_calls": [{"index": n, "function": {"arguments": p}}]}),
+                                out.push(self.delta(
+                                    ChunkDelta::tool_calls(vec![
+                                        json!({"index": n, "function": {"arguments": p}}),
+                                    ]),
                                     None,
                                 ));
                             }
@@ -720,23 +733,17 @@ impl SseTranslator for StreamToOpenAi {
                 self.merge_usage(v.get("usage"));
             }
             "message_stop" => {
-                out.push(self.chunk(json!({}), Some(self.finish.unwrap_or("stop"))));
-                if self.include_usage {
-                    let c = json!({
-                        "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                        "model": self.model, "choices": [],
-                        "usage": openai_usage(&Value::Object(self.usage.clone())),
-                    });
-                    out.push(frame(&c));
-                }
-                out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                let finish = self.finish.unwrap_or("stop");
+                out.push(self.delta(ChunkDelta::default(), Some(finish)));
+                let usage = openai_usage(&Value::Object(self.usage.clone()));
+                out.push(self.chunk(Vec::new()).with_usage(usage));
                 self.done = true;
             }
             "error" => {
                 let e = v.get("error").unwrap_or(&Value::Null);
                 let t = e.get("type").and_then(Value::as_str).unwrap_or("api_error");
                 let m = e.get("message").and_then(Value::as_str).unwrap_or("");
-                return Err(format!("{t}: {m}"));
+                return Err(format!("{t}: {m}").into());
             }
             // ping and future event types
             _ => {}
@@ -744,7 +751,7 @@ impl SseTranslator for StreamToOpenAi {
         Ok(())
     }
 
-    fn end(&mut self, _out: &mut Vec<Bytes>) -> Result<(), String> {
+    fn end(&mut self, _out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
         Err(if self.started {
             "the stream ended before message_stop".into()
         } else {
@@ -752,7 +759,7 @@ impl SseTranslator for StreamToOpenAi {
         })
     }
 
-    fn finished(&self) -> bool {
+    fn terminal(&self) -> bool {
         self.done
     }
 }
@@ -786,8 +793,13 @@ impl ProviderAdapter for AnthropicAdapter {
                 ),
             });
         }
-        let body = to_messages_request(&req.body, self.default_max_tokens)
-            .map_err(|e| invalid(&lease.provider, e))?;
+        let body = match &req.native {
+            Some(NativeRequest::Anthropic(native)) => {
+                native_messages_request(native, &req.model, self.default_max_tokens)
+            }
+            None => to_messages_request(&req.body, self.default_max_tokens)
+                .map_err(|e| invalid(&lease.provider, e))?,
+        };
         let body = serde_json::to_vec(&body).map_err(|e| ProviderError::InvalidResponse {
             provider: lease.provider.clone(),
             message: format!("cannot encode request: {e}"),
@@ -826,7 +838,13 @@ impl ProviderAdapter for AnthropicAdapter {
         req: &ProviderRequest,
         resp: reqwest::Response,
     ) -> ChunkStream {
-        self.translate_stream_for(provider, super::wants_stream_usage(req), resp)
+        chunk_stream(
+            provider,
+            req,
+            resp,
+            SseDecoder::new(),
+            StreamToOpenAi::new(),
+        )
     }
 
     fn translate_error(&self, provider: &Arc<str>, status: u16, body: Bytes) -> ProviderError {
@@ -843,31 +861,6 @@ impl ProviderAdapter for AnthropicAdapter {
         let v = super::fetch_model_list(self, lease, self.headers(lease, lease.client.get(url)))
             .await?;
         Ok(super::names_in(&v, "data", "id"))
-    }
-}
-
-impl AnthropicAdapter {
-    fn translate_stream_for(
-        &self,
-        provider: &Arc<str>,
-        include_usage: bool,
-        resp: reqwest::Response,
-    ) -> ChunkStream {
-        let p1 = provider.clone();
-        let bytes = resp
-            .bytes_stream()
-            .map(|r| r.map_err(|e| super::error_chain(&e.without_url())));
-        sse::translate(
-            bytes,
-            StreamToOpenAi::new(include_usage),
-            Ok,
-            move |message| {
-                Err(ProviderError::StreamInterrupted {
-                    provider: p1.clone(),
-                    message,
-                })
-            },
-        )
     }
 }
 

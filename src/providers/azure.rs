@@ -29,8 +29,9 @@ pub struct AzureAdapter {
 
 impl AzureAdapter {
     pub fn new(cfg: &ProviderConfig) -> Self {
+        let cfg = cfg.azure().cloned().unwrap_or_default();
         AzureAdapter {
-            deployments: Arc::new(cfg.deployments.clone()),
+            deployments: Arc::new(cfg.deployments),
             api_version: cfg
                 .api_version
                 .as_deref()
@@ -80,8 +81,7 @@ impl ProviderAdapter for AzureAdapter {
         lease: &Lease,
         req: &ProviderRequest,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        let model = req.body.get("model").and_then(Value::as_str).unwrap_or("");
-        let deployment = self.deployment_for(model);
+        let deployment = self.deployment_for(&req.model);
         let url = self
             .url(&lease.base_url, deployment, req.endpoint)
             .map_err(|message| ProviderError::InvalidResponse {
@@ -190,14 +190,18 @@ fn error_type(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AzureConfig, ProviderSettings};
 
     fn adapter(deployments: &[(&str, &str)], version: Option<&str>) -> AzureAdapter {
         let mut cfg = ProviderConfig::new(crate::providers::ProviderKind::Azure);
-        cfg.deployments = deployments
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
-        cfg.api_version = version.map(str::to_owned);
+        cfg.settings = ProviderSettings::Azure(AzureConfig {
+            deployments: deployments
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            api_version: version.map(str::to_owned),
+            ..Default::default()
+        });
         AzureAdapter::new(&cfg)
     }
 

@@ -15,18 +15,19 @@
 //! as `us.anthropic...` are not in that list: configure them).
 //! <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ListFoundationModels.html>
 
+use super::chat::{ChatChunk, ChatResponse, ChunkDelta};
 use super::native_common::{
-    content_text, decode_stream, done_frame, finish_reply, invalid_request, now_secs,
-    parse_data_url, provider_message, stop_sequences, upstream, ChunkBuilder, StreamDecoder,
+    content_text, finish_reply, invalid_request, now_secs, parse_data_url, provider_message,
+    stop_sequences, upstream, ChunkBuilder,
 };
+use super::stream::{chunk_stream, ChunkHook, EventStreamFraming, HookError};
 use super::{
-    ChunkStream, Endpoint, Lease, PoolError, ProviderAdapter, ProviderError, ProviderKind,
-    ProviderReply, ProviderRequest,
+    ChunkStream, Endpoint, Lease, PoolError, ProviderAdapter, ProviderError, ProviderReply,
+    ProviderRequest,
 };
 use crate::config::{ProviderConfig, Secret};
-use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::Message;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -38,60 +39,6 @@ const EMBED_CONCURRENCY: usize = 8;
 
 /// The SigV4 service name Bedrock Runtime signs with.
 pub const SIGNING_SERVICE: &str = "bedrock";
-
-/// `https://bedrock-runtime.{region}.amazonaws.com` for a Bedrock provider with a region.
-pub fn regional_base_url(cfg: &ProviderConfig) -> Option<String> {
-    if cfg.kind != ProviderKind::Bedrock {
-        return None;
-    }
-    cfg.region
-        .as_deref()
-        .filter(|r| !r.is_empty())
-        .map(|r| format!("https://bedrock-runtime.{r}.amazonaws.com"))
-}
-
-/// Fill a Bedrock provider's unset region and credentials from the standard AWS
-/// variables. Keys from the environment come as a pair (with their session token); a
-/// configured key is never mixed with an environment secret.
-pub fn apply_aws_env(cfg: &mut ProviderConfig, env: &HashMap<String, String>) {
-    if cfg.kind != ProviderKind::Bedrock {
-        return;
-    }
-    let get = |k: &str| env.get(k).filter(|v| !v.is_empty());
-    if cfg.region.is_none() {
-        cfg.region = get("AWS_REGION")
-            .or_else(|| get("AWS_DEFAULT_REGION"))
-            .cloned();
-    }
-    if cfg.aws_access_key_id.is_none() && cfg.aws_secret_access_key.is_none() {
-        if let (Some(id), Some(secret)) = (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
-            cfg.aws_access_key_id = Some(Secret::new(id.as_str()));
-            cfg.aws_secret_access_key = Some(Secret::new(secret.as_str()));
-            if cfg.aws_session_token.is_none() {
-                cfg.aws_session_token = get("AWS_SESSION_TOKEN").map(|t| Secret::new(t.as_str()));
-            }
-        }
-    }
-}
-
-/// What a Bedrock provider needs: `(field, message)` for the first thing missing.
-pub fn validate_config(cfg: &ProviderConfig) -> Result<(), (String, String)> {
-    if cfg.region.as_deref().is_none_or(str::is_empty) {
-        return Err((
-            "region".into(),
-            "kind `bedrock` needs a region (region, AWS_REGION or AWS_DEFAULT_REGION)".into(),
-        ));
-    }
-    if cfg.aws_access_key_id.is_none() || cfg.aws_secret_access_key.is_none() {
-        return Err((
-            "aws_access_key_id".into(),
-            "kind `bedrock` needs AWS credentials (aws_access_key_id and aws_secret_access_key, \
-             or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-                .into(),
-        ));
-    }
-    Ok(())
-}
 
 /// Static AWS credentials.
 #[derive(Debug, Clone)]
@@ -182,15 +129,14 @@ pub struct BedrockAdapter {
 
 impl BedrockAdapter {
     pub fn new(id: &str, cfg: &ProviderConfig) -> Result<Self, PoolError> {
-        validate_config(cfg).map_err(|(field, message)| PoolError::Build {
+        let b = cfg.bedrock().cloned().unwrap_or_default();
+        b.validate().map_err(|(field, message)| PoolError::Build {
             provider: id.to_owned(),
             message: format!("{field}: {message}"),
         })?;
-        let (Some(region), Some(access_key_id), Some(secret_access_key)) = (
-            cfg.region.clone(),
-            cfg.aws_access_key_id.clone(),
-            cfg.aws_secret_access_key.clone(),
-        ) else {
+        let (Some(region), Some(access_key_id), Some(secret_access_key)) =
+            (b.region, b.aws_access_key_id, b.aws_secret_access_key)
+        else {
             return Err(PoolError::Build {
                 provider: id.to_owned(),
                 message: "missing region or credentials".into(),
@@ -201,7 +147,7 @@ impl BedrockAdapter {
             creds: Arc::new(AwsCredentials {
                 access_key_id,
                 secret_access_key,
-                session_token: cfg.aws_session_token.clone(),
+                session_token: b.aws_session_token,
             }),
             models: cfg.models.clone().into(),
         })
@@ -324,7 +270,7 @@ impl BedrockAdapter {
         lease: &Lease,
         req: &ProviderRequest,
     ) -> Result<ProviderReply, ProviderError> {
-        let model = model_of(provider, &req.body)?;
+        let model = model_of(provider, req)?;
         let inputs = embedding_inputs(&req.body).map_err(|m| invalid_request(provider, m))?;
         let calls = inputs.iter().map(|text| async move {
             let body = titan_request(text, &req.body);
@@ -352,12 +298,8 @@ impl BedrockAdapter {
     }
 }
 
-fn model_of<'a>(
-    provider: &Arc<str>,
-    body: &'a Map<String, Value>,
-) -> Result<&'a str, ProviderError> {
-    body.get("model")
-        .and_then(Value::as_str)
+fn model_of<'a>(provider: &Arc<str>, req: &'a ProviderRequest) -> Result<&'a str, ProviderError> {
+    Some(req.model.as_str())
         .filter(|m| !m.is_empty())
         .ok_or_else(|| invalid_request(provider, "`model` is required"))
 }
@@ -726,31 +668,20 @@ pub fn from_converse(v: &Value) -> Result<Value, String> {
             }));
         }
     }
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) },
-        "refusal": null,
-    });
-    if !tool_calls.is_empty() {
-        message["tool_calls"] = Value::Array(tool_calls);
-    }
     let stop = v
         .get("stopReason")
         .and_then(Value::as_str)
         .unwrap_or("end_turn");
-    Ok(json!({
-        "id": new_id(),
-        "object": "chat.completion",
-        "created": now_secs(),
-        "model": "",
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish_reason(stop),
-        }],
-        "usage": openai_usage(v.get("usage")),
-    }))
+    Ok(ChatResponse::assistant(
+        new_id(),
+        now_secs(),
+        String::new(),
+        text,
+        tool_calls,
+        finish_reason(stop),
+        openai_usage(v.get("usage")),
+    )
+    .to_value())
 }
 
 // ---------------------------------------------------------------------------------
@@ -823,10 +754,9 @@ fn header_str(msg: &Message, name: &str) -> Option<String> {
         .map(|s| s.as_str().to_owned())
 }
 
-/// Decodes ConverseStream's `application/vnd.amazon.eventstream` body into OpenAI chunks.
+/// Translates ConverseStream's event-stream messages into OpenAI chunks: the
+/// [`ChunkHook`] the shared stream driver runs over [`EventStreamFraming`].
 pub struct ConverseStreamDecoder {
-    frames: MessageFrameDecoder,
-    buf: BytesMut,
     chunks: ChunkBuilder,
     /// Bedrock content-block index -> OpenAI tool-call index.
     tools: HashMap<u64, usize>,
@@ -842,15 +772,13 @@ impl Default for ConverseStreamDecoder {
 impl ConverseStreamDecoder {
     pub fn new() -> Self {
         ConverseStreamDecoder {
-            frames: MessageFrameDecoder::new(),
-            buf: BytesMut::new(),
             chunks: ChunkBuilder::new(new_id(), String::new()),
             tools: HashMap::new(),
             stopped: false,
         }
     }
 
-    fn on_message(&mut self, msg: &Message) -> Result<Vec<Bytes>, String> {
+    fn on_message(&mut self, msg: &Message) -> Result<Vec<ChatChunk>, String> {
         let kind = header_str(msg, ":message-type").unwrap_or_else(|| "event".into());
         let payload: Value = if msg.payload().is_empty() {
             json!({})
@@ -874,7 +802,7 @@ impl ConverseStreamDecoder {
         let event = header_str(msg, ":event-type").unwrap_or_default();
         let c = &self.chunks;
         Ok(match event.as_str() {
-            "messageStart" => vec![c.delta(json!({"role": "assistant", "content": ""}))],
+            "messageStart" => vec![c.delta(ChunkDelta::start())],
             "contentBlockStart" => {
                 let Some(tu) = payload.pointer("/start/toolUse") else {
                     return Ok(Vec::new());
@@ -885,12 +813,12 @@ impl ConverseStreamDecoder {
                     .unwrap_or(0);
                 let index = self.tools.len();
                 self.tools.insert(block, index);
-                vec![c.delta(json!({"tool_calls": [{
+                vec![c.delta(ChunkDelta::tool_calls(vec![json!({
                     "index": index,
                     "id": tu.get("toolUseId").and_then(Value::as_str).unwrap_or(""),
                     "type": "function",
                     "function": {"name": tu.get("name").and_then(Value::as_str).unwrap_or(""), "arguments": ""},
-                }]}))]
+                })]))]
             }
             "contentBlockDelta" => {
                 let block = payload
@@ -898,7 +826,7 @@ impl ConverseStreamDecoder {
                     .and_then(Value::as_u64)
                     .unwrap_or(0);
                 if let Some(t) = payload.pointer("/delta/text").and_then(Value::as_str) {
-                    vec![c.delta(json!({"content": t}))]
+                    vec![c.delta(ChunkDelta::text(t))]
                 } else if let Some(input) = payload
                     .pointer("/delta/toolUse/input")
                     .and_then(Value::as_str)
@@ -906,9 +834,9 @@ impl ConverseStreamDecoder {
                     let index = *self.tools.get(&block).ok_or_else(|| {
                         format!("bedrock stream: tool input for block {block} before its start")
                     })?;
-                    vec![c.delta(
-                        json!({"tool_calls": [{"index": index, "function": {"arguments": input}}]}),
-                    )]
+                    vec![c.delta(ChunkDelta::tool_calls(vec![
+                        json!({"index": index, "function": {"arguments": input}}),
+                    ]))]
                 } else {
                     Vec::new() // reasoning content and other deltas have no OpenAI field
                 }
@@ -928,30 +856,17 @@ impl ConverseStreamDecoder {
     }
 }
 
-impl StreamDecoder for ConverseStreamDecoder {
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Bytes>, String> {
-        self.buf.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        loop {
-            match self.frames.decode_frame(&mut self.buf) {
-                Ok(DecodedFrame::Complete(msg)) => out.extend(self.on_message(&msg)?),
-                Ok(DecodedFrame::Incomplete) => return Ok(out),
-                Err(e) => return Err(format!("bedrock stream framing: {e}")),
-            }
-        }
+impl ChunkHook<Message> for ConverseStreamDecoder {
+    fn event(&mut self, msg: &Message, out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
+        out.extend(self.on_message(msg)?);
+        Ok(())
     }
 
-    fn finish(&mut self) -> Result<Vec<Bytes>, String> {
-        if !self.buf.is_empty() {
-            return Err(format!(
-                "bedrock stream ended inside a frame ({} bytes left)",
-                self.buf.len()
-            ));
-        }
+    fn end(&mut self, _out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
         if !self.stopped {
             return Err("bedrock stream ended before messageStop".into());
         }
-        Ok(vec![done_frame()])
+        Ok(())
     }
 }
 
@@ -961,7 +876,7 @@ impl ProviderAdapter for BedrockAdapter {
         lease: &Lease,
         req: &ProviderRequest,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        let model = model_of(&lease.provider, &req.body)?;
+        let model = model_of(&lease.provider, req)?;
         match req.endpoint {
             Endpoint::ChatCompletions => {
                 let body =
@@ -1022,10 +937,16 @@ impl ProviderAdapter for BedrockAdapter {
     fn translate_stream(
         &self,
         provider: &Arc<str>,
-        _req: &ProviderRequest,
+        req: &ProviderRequest,
         resp: reqwest::Response,
     ) -> ChunkStream {
-        decode_stream(provider, resp, ConverseStreamDecoder::new())
+        chunk_stream(
+            provider,
+            req,
+            resp,
+            EventStreamFraming::new(),
+            ConverseStreamDecoder::new(),
+        )
     }
 
     fn translate_error(&self, provider: &Arc<str>, status: u16, body: Bytes) -> ProviderError {

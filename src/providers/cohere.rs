@@ -8,10 +8,13 @@
 //! - Models: <https://docs.cohere.com/reference/list-models>
 //! - Errors: <https://docs.cohere.com/reference/errors>
 
+use super::chat::{ChatChunk, ChatResponse, ChunkDelta};
 use super::native_common::{
-    content_text, decode_stream, done_frame, invalid_request, now_secs, provider_message,
-    stop_sequences, upstream, ChunkBuilder, StreamDecoder,
+    content_text, invalid_request, now_secs, provider_message, stop_sequences, upstream,
+    ChunkBuilder,
 };
+use super::sse::{SseDecoder, SseEvent};
+use super::stream::{chunk_stream, ChunkHook, HookError};
 use super::{ChunkStream, Endpoint, Lease, ProviderAdapter, ProviderError, ProviderRequest};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -292,23 +295,17 @@ pub fn from_cohere_chat(v: &Value) -> Result<Value, String> {
         .unwrap_or("COMPLETE");
     let finish =
         finish_reason(reason).ok_or_else(|| format!("Cohere ended the reply with {reason}"))?;
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) },
-        "refusal": null,
-    });
-    if !tool_calls.is_empty() {
-        message["tool_calls"] = Value::Array(tool_calls);
-    }
     let id = v.get("id").and_then(Value::as_str).unwrap_or("cohere");
-    Ok(json!({
-        "id": format!("chatcmpl-{id}"),
-        "object": "chat.completion",
-        "created": now_secs(),
-        "model": "",
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-        "usage": openai_usage(v.get("usage")),
-    }))
+    Ok(ChatResponse::assistant(
+        format!("chatcmpl-{id}"),
+        now_secs(),
+        String::new(),
+        text,
+        tool_calls,
+        finish,
+        openai_usage(v.get("usage")),
+    )
+    .to_value())
 }
 
 /// OpenAI embeddings request -> Cohere `/v2/embed`.
@@ -356,9 +353,9 @@ pub fn from_cohere_embed(v: &Value) -> Result<Value, String> {
 // ---------------------------------------------------------------------------------
 // Streaming
 
-/// Decodes Cohere's SSE chat stream (`event: <type>` / `data: {"type": ...}`).
+/// Translates Cohere's SSE chat stream (`event: <type>` / `data: {"type": ...}`) into
+/// OpenAI chunks: the [`ChunkHook`] the shared stream driver runs.
 pub struct CohereStreamDecoder {
-    buf: Vec<u8>,
     chunks: ChunkBuilder,
     /// Cohere tool-call index -> OpenAI tool-call index.
     tools: HashMap<u64, usize>,
@@ -374,7 +371,6 @@ impl Default for CohereStreamDecoder {
 impl CohereStreamDecoder {
     pub fn new() -> Self {
         CohereStreamDecoder {
-            buf: Vec::new(),
             chunks: ChunkBuilder::new(
                 format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
                 String::new(),
@@ -384,7 +380,7 @@ impl CohereStreamDecoder {
         }
     }
 
-    fn on_event(&mut self, ev: &Value) -> Result<Vec<Bytes>, String> {
+    fn on_event(&mut self, ev: &Value) -> Result<Vec<ChatChunk>, String> {
         let kind = ev.get("type").and_then(Value::as_str).unwrap_or("");
         let index = ev.get("index").and_then(Value::as_u64).unwrap_or(0);
         let c = &self.chunks;
@@ -393,15 +389,13 @@ impl CohereStreamDecoder {
                 if let Some(id) = ev.get("id").and_then(Value::as_str) {
                     self.chunks.id = format!("chatcmpl-{id}");
                 }
-                vec![self
-                    .chunks
-                    .delta(json!({"role": "assistant", "content": ""}))]
+                vec![self.chunks.delta(ChunkDelta::start())]
             }
             "content-delta" => match ev
                 .pointer("/delta/message/content/text")
                 .and_then(Value::as_str)
             {
-                Some(t) if !t.is_empty() => vec![c.delta(json!({"content": t}))],
+                Some(t) if !t.is_empty() => vec![c.delta(ChunkDelta::text(t))],
                 _ => Vec::new(),
             },
             "tool-call-start" => {
@@ -410,7 +404,7 @@ impl CohereStreamDecoder {
                     .unwrap_or(&Value::Null);
                 let n = self.tools.len();
                 let at = *self.tools.entry(index).or_insert(n);
-                vec![self.chunks.delta(json!({"tool_calls": [{
+                vec![self.chunks.delta(ChunkDelta::tool_calls(vec![json!({
                     "index": at,
                     "id": call.get("id").and_then(Value::as_str).unwrap_or(""),
                     "type": "function",
@@ -418,7 +412,7 @@ impl CohereStreamDecoder {
                         "name": call.pointer("/function/name").and_then(Value::as_str).unwrap_or(""),
                         "arguments": call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or(""),
                     },
-                }]}))]
+                })]))]
             }
             "tool-call-delta" => {
                 let args = ev
@@ -431,9 +425,9 @@ impl CohereStreamDecoder {
                 if args.is_empty() {
                     Vec::new()
                 } else {
-                    vec![c.delta(
-                        json!({"tool_calls": [{"index": at, "function": {"arguments": args}}]}),
-                    )]
+                    vec![c.delta(ChunkDelta::tool_calls(vec![
+                        json!({"index": at, "function": {"arguments": args}}),
+                    ]))]
                 }
             }
             "message-end" => {
@@ -463,49 +457,22 @@ impl CohereStreamDecoder {
     }
 }
 
-impl StreamDecoder for CohereStreamDecoder {
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Bytes>, String> {
-        self.buf.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        // Events end with a blank line; accept `\n\n` and `\r\n\r\n`.
-        loop {
-            let text = &self.buf;
-            let end = text
-                .windows(2)
-                .position(|w| w == b"\n\n")
-                .map(|p| (p, 2))
-                .into_iter()
-                .chain(
-                    text.windows(4)
-                        .position(|w| w == b"\r\n\r\n")
-                        .map(|p| (p, 4)),
-                )
-                .min_by_key(|(p, _)| *p);
-            let Some((pos, sep)) = end else {
-                return Ok(out);
-            };
-            let event: Vec<u8> = self.buf.drain(..pos + sep).collect();
-            let event = String::from_utf8_lossy(&event[..pos]).into_owned();
-            let data: String = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect::<Vec<_>>()
-                .join("\n");
-            if data.is_empty() || data == "[DONE]" {
-                continue;
-            }
-            let v: Value = serde_json::from_str(&data)
-                .map_err(|e| format!("cohere stream event is not JSON: {e}"))?;
-            out.extend(self.on_event(&v)?);
+impl ChunkHook<SseEvent> for CohereStreamDecoder {
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
+        if ev.data.is_empty() || ev.data == "[DONE]" {
+            return Ok(());
         }
+        let v: Value = serde_json::from_str(&ev.data)
+            .map_err(|e| format!("cohere stream event is not JSON: {e}"))?;
+        out.extend(self.on_event(&v)?);
+        Ok(())
     }
 
-    fn finish(&mut self) -> Result<Vec<Bytes>, String> {
+    fn end(&mut self, _out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
         if !self.ended {
             return Err("cohere stream ended before message-end".into());
         }
-        Ok(vec![done_frame()])
+        Ok(())
     }
 }
 
@@ -571,10 +538,16 @@ impl ProviderAdapter for CohereAdapter {
     fn translate_stream(
         &self,
         provider: &Arc<str>,
-        _req: &ProviderRequest,
+        req: &ProviderRequest,
         resp: reqwest::Response,
     ) -> ChunkStream {
-        decode_stream(provider, resp, CohereStreamDecoder::new())
+        chunk_stream(
+            provider,
+            req,
+            resp,
+            SseDecoder::new(),
+            CohereStreamDecoder::new(),
+        )
     }
 
     /// Cohere's `{"message": ...}` errors (400, 401, 402, 404, 429, 498, 499, 500, ...)

@@ -22,6 +22,9 @@
 //! turn, as Gemini's thinking models require), `finishReason` is mapped (safety-type reasons
 //! and a blocked prompt become `content_filter`), `usageMetadata` becomes `usage`.
 
+use super::chat::{ChatChunk, ChunkChoice, ChunkDelta};
+use super::sse::{SseDecoder, SseEvent};
+use super::stream::{chunk_stream, ChunkHook, HookError};
 use super::vertex_auth::TokenSource;
 use super::{
     ChunkStream, Endpoint, Lease, PoolError, ProviderAdapter, ProviderError, ProviderRequest,
@@ -29,9 +32,8 @@ use super::{
 use crate::config::{ProviderConfig, VERTEX_DEFAULT_LOCATION};
 use base64::Engine;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Separates a generated tool-call id from the Gemini `thoughtSignature` it carries.
@@ -61,11 +63,11 @@ impl GeminiAdapter {
             provider: id.to_owned(),
             message,
         };
-        if cfg.kind != super::ProviderKind::Vertex {
+        let Some(cfg) = cfg.vertex() else {
             return Ok(GeminiAdapter {
                 target: Target::Gemini,
             });
-        }
+        };
         let path = cfg.credentials_file.as_ref().ok_or_else(|| {
             err("Vertex AI needs a service-account key file: set credentials_file or GOOGLE_APPLICATION_CREDENTIALS".into())
         })?;
@@ -990,95 +992,34 @@ pub fn error_body(provider: &str, status: u16, body: &[u8]) -> Bytes {
 // Streaming
 // ---------------------------------------------------------------------------------------
 
-/// Splits an SSE byte stream into the `data:` payloads of its events.
-#[derive(Default)]
-pub struct SseParser {
-    buf: Vec<u8>,
-}
-
-impl SseParser {
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.buf.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        while let Some((end, sep)) = find_event_end(&self.buf) {
-            let event: Vec<u8> = self.buf.drain(..end + sep).collect();
-            if let Some(d) = event_data(&event[..end]) {
-                out.push(d);
-            }
-        }
-        out
-    }
-
-    /// What is left when the stream ends (an event without its blank line).
-    pub fn finish(&mut self) -> Option<String> {
-        let rest = std::mem::take(&mut self.buf);
-        event_data(&rest)
-    }
-}
-
-/// Index and length of the first blank-line separator (`\n\n`, `\r\n\r\n`, `\r\r`).
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    for i in 0..buf.len() {
-        if buf[i..].starts_with(b"\r\n\r\n") {
-            return Some((i, 4));
-        }
-        if buf[i..].starts_with(b"\n\n") || buf[i..].starts_with(b"\r\r") {
-            return Some((i, 2));
-        }
-    }
-    None
-}
-
-fn event_data(event: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(event);
-    let mut data: Vec<&str> = Vec::new();
-    for line in text.lines() {
-        if let Some(d) = line.strip_prefix("data:") {
-            data.push(d.strip_prefix(' ').unwrap_or(d));
-        }
-    }
-    (!data.is_empty()).then(|| data.join("\n"))
-}
-
 /// Turns Google stream chunks into OpenAI `chat.completion.chunk`s.
 pub struct StreamTranslator {
     id: Option<String>,
     model: String,
     created: u64,
-    include_usage: bool,
     /// Per candidate index: role sent, tool calls so far, finished.
     candidates: HashMap<u64, (bool, usize, bool)>,
     usage: Option<Value>,
 }
 
 impl StreamTranslator {
-    pub fn new(model: &str, include_usage: bool) -> Self {
+    pub fn new(model: &str) -> Self {
         StreamTranslator {
             id: None,
             model: model.to_owned(),
             created: now_secs(),
-            include_usage,
             candidates: HashMap::new(),
             usage: None,
         }
     }
 
-    fn chunk(&self, choices: Vec<Value>) -> Value {
-        let mut c = json!({
-            "id": self.id.clone().unwrap_or_default(),
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        });
-        if self.include_usage {
-            c["usage"] = Value::Null;
-        }
-        c
+    fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
+        let id = self.id.clone().unwrap_or_default();
+        ChatChunk::new(id, self.created, self.model.clone(), choices)
     }
 
     /// One Google chunk -> OpenAI chunks.
-    pub fn push(&mut self, v: &Value) -> Vec<Value> {
+    pub fn push(&mut self, v: &Value) -> Vec<ChatChunk> {
         if self.id.is_none() {
             self.id = Some(response_id(v));
         }
@@ -1102,14 +1043,12 @@ impl StreamTranslator {
                 .unwrap_or(pos as u64);
             let (text, calls) = candidate_parts(cand);
             let st = self.candidates.entry(index).or_insert((false, 0, false));
-            let mut delta = Map::new();
+            let mut delta = ChunkDelta::default();
             if !st.0 {
-                delta.insert("role".into(), json!("assistant"));
+                delta.role = Some("assistant".into());
                 st.0 = true;
             }
-            if let Some(t) = text.filter(|t| !t.is_empty()) {
-                delta.insert("content".into(), json!(t));
-            }
+            delta.content = text.filter(|t| !t.is_empty());
             if !calls.is_empty() {
                 let deltas: Vec<Value> = calls
                     .into_iter()
@@ -1119,7 +1058,7 @@ impl StreamTranslator {
                         c
                     })
                     .collect();
-                delta.insert("tool_calls".into(), Value::Array(deltas));
+                delta.tool_calls = Some(deltas);
             }
             let finish = cand
                 .get("finishReason")
@@ -1131,13 +1070,15 @@ impl StreamTranslator {
             if delta.is_empty() && finish.is_none() {
                 continue;
             }
-            choices.push(
-                json!({"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}),
-            );
+            choices.push(ChunkChoice::new(index, delta, finish));
         }
         if choices.is_empty() && blocked(v) && !self.candidates.contains_key(&0) {
             self.candidates.insert(0, (true, 0, true));
-            choices.push(json!({"index": 0, "delta": {"role": "assistant"}, "logprobs": null, "finish_reason": "content_filter"}));
+            let delta = ChunkDelta {
+                role: Some("assistant".into()),
+                ..Default::default()
+            };
+            choices.push(ChunkChoice::new(0, delta, Some("content_filter")));
         }
         if choices.is_empty() {
             return Vec::new();
@@ -1150,132 +1091,68 @@ impl StreamTranslator {
         !self.candidates.is_empty() && self.candidates.values().all(|c| c.2)
     }
 
-    /// The chunks after the last Google chunk: usage, when asked for.
-    pub fn finish(&mut self) -> Vec<Value> {
-        if !self.include_usage {
-            return Vec::new();
-        }
-        let mut c = self.chunk(Vec::new());
-        c["usage"] = self.usage.clone().unwrap_or_else(
+    /// The chunk after the last Google chunk: usage (the stream driver drops it unless
+    /// the client asked for it).
+    pub fn finish(&mut self) -> Vec<ChatChunk> {
+        let usage = self.usage.clone().unwrap_or_else(
             || json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}),
         );
-        vec![c]
+        vec![self.chunk(Vec::new()).with_usage(usage)]
     }
 }
 
-fn sse(v: &Value) -> Bytes {
-    Bytes::from(format!("data: {v}\n\n"))
-}
-
-struct StreamDriver {
+/// Gemini's stream for the shared driver: each SSE event is one Google chunk, or an
+/// `{"error": ...}` object that ends the stream with that error.
+pub struct GeminiStream {
     provider: Arc<str>,
-    inner: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
-    parser: SseParser,
     tr: StreamTranslator,
-    out: VecDeque<Result<Bytes, ProviderError>>,
-    done: bool,
 }
 
-impl StreamDriver {
-    /// Handle one `data:` payload; false when the stream must stop (an error).
-    fn handle(&mut self, data: &str) -> bool {
-        let v: Value = match serde_json::from_str(data) {
-            Ok(v) => v,
-            Err(e) => {
-                self.out.push_back(Err(ProviderError::InvalidResponse {
-                    provider: self.provider.clone(),
-                    message: format!("stream chunk is not JSON: {e}"),
-                }));
-                return false;
-            }
-        };
+impl GeminiStream {
+    pub fn new(provider: &Arc<str>, model: &str) -> Self {
+        GeminiStream {
+            provider: provider.clone(),
+            tr: StreamTranslator::new(model),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn translator(&self) -> &StreamTranslator {
+        &self.tr
+    }
+}
+
+impl ChunkHook<SseEvent> for GeminiStream {
+    fn event(&mut self, ev: &SseEvent, out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
+        let v: Value = serde_json::from_str(&ev.data).map_err(|e| {
+            HookError::Provider(ProviderError::InvalidResponse {
+                provider: self.provider.clone(),
+                message: format!("stream chunk is not JSON: {e}"),
+            })
+        })?;
         if let Some(err) = v.get("error") {
             let status = err
                 .get("code")
                 .and_then(Value::as_u64)
                 .and_then(|c| u16::try_from(c).ok())
                 .unwrap_or(500);
-            self.out.push_back(Err(ProviderError::Upstream {
+            return Err(HookError::Provider(ProviderError::Upstream {
                 provider: self.provider.clone(),
                 status,
-                body: error_body(&self.provider, status, data.as_bytes()),
+                body: error_body(&self.provider, status, ev.data.as_bytes()),
             }));
-            return false;
         }
-        for c in self.tr.push(&v) {
-            self.out.push_back(Ok(sse(&c)));
-        }
-        true
+        out.extend(self.tr.push(&v));
+        Ok(())
     }
 
-    fn end(&mut self) {
-        if let Some(d) = self.parser.finish() {
-            if !self.handle(&d) {
-                return;
-            }
-        }
+    fn end(&mut self, out: &mut Vec<ChatChunk>) -> Result<(), HookError> {
         if !self.tr.finished() {
-            self.out.push_back(Err(ProviderError::StreamInterrupted {
-                provider: self.provider.clone(),
-                message: "the stream ended before a finishReason".into(),
-            }));
-            return;
+            return Err("the stream ended before a finishReason".into());
         }
-        for c in self.tr.finish() {
-            self.out.push_back(Ok(sse(&c)));
-        }
-        self.out
-            .push_back(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
+        out.extend(self.tr.finish());
+        Ok(())
     }
-}
-
-fn translate_sse(
-    provider: &Arc<str>,
-    resp: reqwest::Response,
-    tr: StreamTranslator,
-) -> ChunkStream {
-    let driver = StreamDriver {
-        provider: provider.clone(),
-        inner: resp.bytes_stream().boxed(),
-        parser: SseParser::default(),
-        tr,
-        out: VecDeque::new(),
-        done: false,
-    };
-    futures_util::stream::unfold(driver, |mut d| async move {
-        loop {
-            if let Some(item) = d.out.pop_front() {
-                if item.is_err() {
-                    d.out.clear();
-                    d.done = true;
-                }
-                return Some((item, d));
-            }
-            if d.done {
-                return None;
-            }
-            match d.inner.next().await {
-                Some(Ok(bytes)) => {
-                    for data in d.parser.push(&bytes) {
-                        if !d.handle(&data) {
-                            break;
-                        }
-                    }
-                }
-                Some(Err(e)) => {
-                    d.out.push_back(Err(ProviderError::StreamInterrupted {
-                        provider: d.provider.clone(),
-                        message: super::error_chain(&e.without_url()),
-                    }));
-                }
-                None => {
-                    d.end();
-                    d.done = true;
-                }
-            }
-        }
-    })
-    .boxed()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1283,7 +1160,7 @@ fn translate_sse(
 // ---------------------------------------------------------------------------------------
 
 fn request_model(req: &ProviderRequest) -> &str {
-    req.body.get("model").and_then(Value::as_str).unwrap_or("")
+    &req.model
 }
 
 impl ProviderAdapter for GeminiAdapter {
@@ -1358,12 +1235,8 @@ impl ProviderAdapter for GeminiAdapter {
         req: &ProviderRequest,
         resp: reqwest::Response,
     ) -> ChunkStream {
-        let include_usage = super::wants_stream_usage(req);
-        translate_sse(
-            provider,
-            resp,
-            StreamTranslator::new(request_model(req), include_usage),
-        )
+        let hook = GeminiStream::new(provider, request_model(req));
+        chunk_stream(provider, req, resp, SseDecoder::new(), hook)
     }
 
     fn translate_error(&self, provider: &Arc<str>, status: u16, body: Bytes) -> ProviderError {

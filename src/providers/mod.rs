@@ -7,6 +7,7 @@
 pub mod anthropic;
 mod azure;
 pub mod bedrock;
+pub mod chat;
 pub mod cohere;
 mod gemini;
 mod health;
@@ -16,16 +17,18 @@ mod openai;
 mod pool;
 mod router;
 pub mod sse;
+pub mod stream;
 
 pub use anthropic::AnthropicAdapter;
 pub use bedrock::BedrockAdapter;
 pub use cohere::CohereAdapter;
 mod vertex_auth;
 
+pub use crate::config::ProviderKind;
 pub use azure::AzureAdapter;
 pub use gemini::GeminiAdapter;
 pub use health::{Health, KeyHealth, OutcomeClass};
-pub use kind::{ProviderKind, WireFormat};
+pub use kind::{wire_format, WireFormat};
 pub use openai::OpenAiAdapter;
 pub use pool::{KeyStats, Lease, PoolError, PoolState, PoolStats, ProviderPool};
 pub use router::{ModelRegistry, Route, RouteError, Router};
@@ -58,13 +61,50 @@ impl Endpoint {
     }
 }
 
-/// An OpenAI-format request on its way to a provider; `body.model` is already the
-/// provider's own model name.
+/// An OpenAI-format request on its way to a provider. Built by [`ProviderRequest::new`],
+/// the one place the route's model is set: `model` and `body.model` are the provider's
+/// own model name, and adapters read `model` rather than the body.
 #[derive(Debug, Clone)]
 pub struct ProviderRequest {
     pub endpoint: Endpoint,
     pub body: Map<String, Value>,
     pub stream: bool,
+    pub model: String,
+    /// The request as the client wrote it, when that is a provider format: an adapter of
+    /// that format sends it (model set) instead of translating `body` back.
+    pub native: Option<NativeRequest>,
+}
+
+/// A request in a provider's own format, as the client sent it.
+#[derive(Debug, Clone)]
+pub enum NativeRequest {
+    /// An Anthropic Messages request (the inbound `/v1/messages` API).
+    Anthropic(Map<String, Value>),
+}
+
+impl ProviderRequest {
+    /// `body` for the provider serving `model` (the route's model name).
+    pub fn new(
+        endpoint: Endpoint,
+        mut body: Map<String, Value>,
+        stream: bool,
+        model: &str,
+    ) -> Self {
+        body.insert("model".into(), Value::String(model.to_owned()));
+        ProviderRequest {
+            endpoint,
+            body,
+            stream,
+            model: model.to_owned(),
+            native: None,
+        }
+    }
+
+    /// The same request with the client's own-format original.
+    pub fn with_native(mut self, native: Option<NativeRequest>) -> Self {
+        self.native = native;
+        self
+    }
 }
 
 pub type ChunkStream = BoxStream<'static, Result<Bytes, ProviderError>>;
@@ -149,8 +189,8 @@ pub trait ProviderAdapter: Send + Sync {
         body: Bytes,
     ) -> Result<Bytes, ProviderError>;
 
-    /// Turn a 2xx streaming response into OpenAI SSE chunks; `req` says e.g. whether the
-    /// client asked for `stream_options.include_usage`.
+    /// Turn a 2xx streaming response into OpenAI SSE chunks (non-OpenAI formats: through
+    /// [`stream::chunk_stream`], which applies `req`'s `stream_options.include_usage`).
     fn translate_stream(
         &self,
         provider: &Arc<str>,
@@ -184,7 +224,7 @@ impl Adapter {
     /// The adapter for provider `id`, holding whatever of its config the wire format needs
     /// (deployments, regions, credentials, token caches).
     pub fn new(id: &str, cfg: &ProviderConfig) -> Result<Self, PoolError> {
-        Ok(match cfg.kind.wire_format() {
+        Ok(match wire_format(cfg.kind) {
             WireFormat::OpenAi => Adapter::OpenAi(OpenAiAdapter),
             WireFormat::Anthropic => Adapter::Anthropic(AnthropicAdapter::new(id, cfg)?),
             WireFormat::Bedrock => Adapter::Bedrock(BedrockAdapter::new(id, cfg)?),
@@ -283,15 +323,6 @@ pub(crate) fn passthrough_stream(provider: &Arc<str>, resp: reqwest::Response) -
             std::future::ready(go)
         })
         .boxed()
-}
-
-/// Whether the client asked for a final usage chunk (`stream_options.include_usage`).
-pub(crate) fn wants_stream_usage(req: &ProviderRequest) -> bool {
-    req.body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
 }
 
 /// Send a model-list request (`builder`: already authorised) with a short timeout and

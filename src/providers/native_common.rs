@@ -1,13 +1,10 @@
 //! Helpers shared by the adapters whose wire format is not OpenAI's (Bedrock, Cohere):
-//! OpenAI-shaped errors, chunk building, a decoder-driven stream, and the last touches
-//! on a reply that need the request (`model`, `stream_options.include_usage`).
+//! OpenAI-shaped errors, chunk building, and the model name on a complete reply.
 
-use super::{error_chain, ChunkStream, ProviderError, ProviderReply, ProviderRequest};
+use super::chat::{ChatChunk, ChunkChoice, ChunkDelta};
+use super::{ProviderError, ProviderReply, ProviderRequest};
 use bytes::Bytes;
-use futures_util::stream::BoxStream;
-use futures_util::StreamExt;
-use serde_json::{json, Map, Value};
-use std::collections::VecDeque;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -120,7 +117,8 @@ pub(crate) fn stop_sequences(v: Option<&Value>) -> Option<Vec<Value>> {
     }
 }
 
-/// Builds OpenAI `chat.completion.chunk` SSE frames for one streamed reply.
+/// Builds [`ChatChunk`]s for one streamed reply (the stream
+/// driver, [`super::stream::OpenAiChunks`], frames them).
 #[derive(Debug, Clone)]
 pub(crate) struct ChunkBuilder {
     pub id: String,
@@ -137,116 +135,26 @@ impl ChunkBuilder {
         }
     }
 
-    fn frame(&self, choices: Value, usage: Option<Value>) -> Bytes {
-        let mut c = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        });
-        if let Some(u) = usage {
-            c["usage"] = u;
-        }
-        Bytes::from(format!("data: {c}\n\n"))
+    fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
+        ChatChunk::new(self.id.clone(), self.created, self.model.clone(), choices)
     }
 
-    pub fn delta(&self, delta: Value) -> Bytes {
-        self.frame(
-            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]),
-            None,
-        )
+    pub fn delta(&self, delta: ChunkDelta) -> ChatChunk {
+        self.chunk(vec![ChunkChoice::new(0, delta, None)])
     }
 
-    pub fn finish(&self, reason: &str) -> Bytes {
-        self.frame(
-            json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": reason}]),
-            None,
-        )
+    pub fn finish(&self, reason: &str) -> ChatChunk {
+        self.chunk(vec![ChunkChoice::new(
+            0,
+            ChunkDelta::default(),
+            Some(reason),
+        )])
     }
 
     /// The usage chunk OpenAI sends last when asked (`choices: []`).
-    pub fn usage(&self, usage: Value) -> Bytes {
-        self.frame(json!([]), Some(usage))
+    pub fn usage(&self, usage: Value) -> ChatChunk {
+        self.chunk(Vec::new()).with_usage(usage)
     }
-}
-
-pub(crate) fn done_frame() -> Bytes {
-    Bytes::from_static(b"data: [DONE]\n\n")
-}
-
-/// Turns a provider's streamed body into OpenAI SSE frames, piece by piece.
-pub(crate) trait StreamDecoder: Send + 'static {
-    /// Feed the next bytes of the body; return the frames they complete.
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Bytes>, String>;
-    /// The body ended: the last frames (`[DONE]`), or why the reply is incomplete.
-    fn finish(&mut self) -> Result<Vec<Bytes>, String>;
-}
-
-struct DecodeState<D> {
-    body: BoxStream<'static, reqwest::Result<Bytes>>,
-    decoder: D,
-    out: VecDeque<Result<Bytes, ProviderError>>,
-    ended: bool,
-    provider: Arc<str>,
-}
-
-/// Run `decoder` over `resp`'s body; a transport or decoding error ends the stream with
-/// [`ProviderError::StreamInterrupted`].
-pub(crate) fn decode_stream<D: StreamDecoder>(
-    provider: &Arc<str>,
-    resp: reqwest::Response,
-    decoder: D,
-) -> ChunkStream {
-    let st = DecodeState {
-        body: resp.bytes_stream().boxed(),
-        decoder,
-        out: VecDeque::new(),
-        ended: false,
-        provider: provider.clone(),
-    };
-    futures_util::stream::unfold(st, |mut st| async move {
-        loop {
-            if let Some(item) = st.out.pop_front() {
-                return Some((item, st));
-            }
-            if st.ended {
-                return None;
-            }
-            let interrupted = |provider: &Arc<str>, message: String| {
-                Err(ProviderError::StreamInterrupted {
-                    provider: provider.clone(),
-                    message,
-                })
-            };
-            let step = match st.body.next().await {
-                Some(Ok(b)) => st.decoder.feed(&b),
-                Some(Err(e)) => {
-                    st.ended = true;
-                    Err(error_chain(&e.without_url()))
-                }
-                None => {
-                    st.ended = true;
-                    st.decoder.finish()
-                }
-            };
-            match step {
-                Ok(frames) => st.out.extend(frames.into_iter().map(Ok)),
-                Err(m) => {
-                    st.ended = true;
-                    st.out.push_back(interrupted(&st.provider, m));
-                }
-            }
-        }
-    })
-    .boxed()
-}
-
-fn include_usage(body: &Map<String, Value>) -> bool {
-    body.get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
 }
 
 fn set_model(v: &mut Value, model: &Value) {
@@ -261,12 +169,12 @@ fn set_model(v: &mut Value, model: &Value) {
     }
 }
 
-/// What the adapters cannot know from the provider's response alone: the model name
-/// (neither Bedrock nor Cohere echo it) and whether the client asked for the usage chunk.
+/// The model name in a complete reply, which neither Bedrock nor Cohere echo (streams
+/// get theirs from [`super::stream::OpenAiChunks`]).
 pub(crate) fn finish_reply(reply: ProviderReply, req: &ProviderRequest) -> ProviderReply {
-    let model = req.body.get("model").cloned().unwrap_or(Value::Null);
     match reply {
         ProviderReply::Complete { status, body } => {
+            let model = Value::String(req.model.clone());
             let body = match serde_json::from_slice::<Value>(&body) {
                 Ok(mut v) => {
                     set_model(&mut v, &model);
@@ -276,98 +184,13 @@ pub(crate) fn finish_reply(reply: ProviderReply, req: &ProviderRequest) -> Provi
             };
             ProviderReply::Complete { status, body }
         }
-        ProviderReply::Stream { stream } => {
-            let usage = include_usage(&req.body);
-            let stream = stream
-                .filter_map(move |item| {
-                    let out = match item {
-                        Ok(frame) => rewrite_frame(frame, &model, usage).map(Ok),
-                        Err(e) => Some(Err(e)),
-                    };
-                    std::future::ready(out)
-                })
-                .boxed();
-            ProviderReply::Stream { stream }
-        }
+        stream @ ProviderReply::Stream { .. } => stream,
     }
-}
-
-fn rewrite_frame(frame: Bytes, model: &Value, include_usage: bool) -> Option<Bytes> {
-    let Some(payload) = frame
-        .strip_prefix(b"data: ")
-        .and_then(|p| p.strip_suffix(b"\n\n"))
-    else {
-        return Some(frame);
-    };
-    let Ok(mut v) = serde_json::from_slice::<Value>(payload) else {
-        return Some(frame); // `[DONE]`
-    };
-    let usage_only = v
-        .get("choices")
-        .and_then(Value::as_array)
-        .is_some_and(Vec::is_empty)
-        && v.get("usage").is_some_and(|u| !u.is_null());
-    if usage_only && !include_usage {
-        return None;
-    }
-    if include_usage && !usage_only {
-        v["usage"] = Value::Null;
-    }
-    set_model(&mut v, model);
-    Some(Bytes::from(format!("data: {v}\n\n")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::Endpoint;
-
-    fn req(include: bool) -> ProviderRequest {
-        let mut body = Map::new();
-        body.insert("model".into(), json!("m-1"));
-        body.insert("stream".into(), json!(true));
-        if include {
-            body.insert("stream_options".into(), json!({"include_usage": true}));
-        }
-        ProviderRequest {
-            endpoint: Endpoint::ChatCompletions,
-            body,
-            stream: true,
-        }
-    }
-
-    async fn frames(include: bool) -> Vec<String> {
-        let cb = ChunkBuilder::new("x".into(), String::new());
-        let items = vec![
-            Ok(cb.delta(json!({"content": "hi"}))),
-            Ok(cb.finish("stop")),
-            Ok(cb.usage(json!({"prompt_tokens": 1}))),
-            Ok(done_frame()),
-        ];
-        let reply = ProviderReply::Stream {
-            stream: futures_util::stream::iter(items).boxed(),
-        };
-        let ProviderReply::Stream { stream } = finish_reply(reply, &req(include)) else {
-            panic!("stream expected");
-        };
-        stream
-            .map(|r| String::from_utf8(r.unwrap().to_vec()).unwrap())
-            .collect()
-            .await
-    }
-
-    #[tokio::test]
-    async fn usage_chunk_only_when_asked_and_model_filled_in() {
-        let without = frames(false).await;
-        assert_eq!(without.len(), 3, "{without:?}");
-        assert!(without.iter().all(|f| !f.contains("usage")));
-        assert!(without[0].contains("\"model\":\"m-1\""));
-        assert_eq!(without[2], "data: [DONE]\n\n");
-        let with = frames(true).await;
-        assert_eq!(with.len(), 4);
-        assert!(with[2].contains("\"prompt_tokens\":1"));
-        assert!(with[0].contains("\"usage\":null"));
-    }
 
     #[test]
     fn data_urls_split_into_mime_and_data() {

@@ -1,12 +1,10 @@
-//! Server-sent events: a decoder for SSE bytes fed in any split, and a driver that runs a
-//! stateful event translator over a byte stream (one wire format's events in, another's
-//! frames out). Used by the Anthropic adapter (Anthropic events → OpenAI chunks) and by the
-//! inbound Anthropic API (OpenAI chunks → Anthropic events).
-
-use bytes::Bytes;
-use futures_util::stream::{BoxStream, Stream, StreamExt};
-use std::collections::VecDeque;
-use std::fmt::Display;
+//! Server-sent events: the one SSE parser in deja. [`SseDecoder`] splits SSE bytes fed
+//! in any split into events (every provider stream and the inbound Anthropic API go
+//! through it, by way of [`super::stream`]).
+//!
+//! Line endings follow the SSE specification (`\r\n`, `\n` or a lone `\r`, also split
+//! across reads); a leading byte-order mark is ignored.
+//! <https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation>
 
 /// One SSE event: its `event:` name (if any) and its `data:` lines joined by `\n`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,10 +13,17 @@ pub struct SseEvent {
     pub data: String,
 }
 
-/// Splits SSE bytes into events; `\r\n` line endings are accepted.
+/// Splits SSE bytes into events.
 #[derive(Debug, Default)]
 pub struct SseDecoder {
+    /// Bytes of the current event, line endings normalised to `\n`.
     buf: Vec<u8>,
+    /// Where the search for `\n\n` resumes (everything before has none).
+    scanned: usize,
+    /// The last byte fed was `\r`: a `\n` right after it ends no further line.
+    after_cr: bool,
+    /// Past the start of the stream (where a byte-order mark is skipped).
+    started: bool,
 }
 
 impl SseDecoder {
@@ -28,21 +33,50 @@ impl SseDecoder {
 
     /// Feed bytes; returns the events completed by them.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
-        self.buf
-            .extend(bytes.iter().copied().filter(|&b| b != b'\r'));
-        let mut out = Vec::new();
-        while let Some(pos) = self.buf.windows(2).position(|w| w == b"\n\n") {
-            let raw: Vec<u8> = self.buf.drain(..pos + 2).collect();
-            if let Some(ev) = parse_event(&raw[..pos]) {
-                out.push(ev);
+        self.buf.reserve(bytes.len());
+        for &b in bytes {
+            match b {
+                b'\r' => {
+                    self.buf.push(b'\n');
+                    self.after_cr = true;
+                }
+                b'\n' if self.after_cr => self.after_cr = false,
+                _ => {
+                    self.after_cr = false;
+                    self.buf.push(b);
+                }
             }
         }
+        let mut out = Vec::new();
+        if !self.started {
+            // A byte-order mark may open the stream, itself split across reads.
+            const BOM: &[u8] = b"\xEF\xBB\xBF";
+            if self.buf.starts_with(BOM) {
+                self.buf.drain(..BOM.len());
+            } else if BOM.starts_with(&self.buf) {
+                return out;
+            }
+            self.started = true;
+        }
+        while let Some(pos) = self.buf[self.scanned..]
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .map(|p| p + self.scanned)
+        {
+            if let Some(ev) = parse_event(&self.buf[..pos]) {
+                out.push(ev);
+            }
+            self.buf.drain(..pos + 2);
+            self.scanned = 0;
+        }
+        self.scanned = self.buf.len().saturating_sub(1);
         out
     }
 
     /// The upstream ended: a last event not followed by a blank line, if any.
     pub fn finish(&mut self) -> Option<SseEvent> {
         let raw = std::mem::take(&mut self.buf);
+        self.scanned = 0;
         parse_event(&raw)
     }
 }
@@ -51,7 +85,7 @@ fn parse_event(raw: &[u8]) -> Option<SseEvent> {
     let text = String::from_utf8_lossy(raw);
     let mut event = None;
     let mut data: Vec<&str> = Vec::new();
-    for line in text.lines() {
+    for line in text.split('\n') {
         if line.starts_with(':') {
             continue;
         }
@@ -72,98 +106,6 @@ fn parse_event(raw: &[u8]) -> Option<SseEvent> {
         event,
         data: data.join("\n"),
     })
-}
-
-/// A stateful translation of one SSE dialect into another.
-pub trait SseTranslator: Send + 'static {
-    /// One event in, frames out. `Err(message)` ends the stream with that failure.
-    fn event(&mut self, ev: &SseEvent, out: &mut Vec<Bytes>) -> Result<(), String>;
-    /// The upstream ended. `Err(message)` when it ended before its terminal event.
-    fn end(&mut self, out: &mut Vec<Bytes>) -> Result<(), String>;
-    /// The terminal event was seen: nothing more is read.
-    fn finished(&self) -> bool;
-}
-
-/// Run `t` over `inner`: frames become `ok(frame)`, a transport error or a translation
-/// failure becomes one last `fail(message)` item, after which the stream ends.
-pub fn translate<S, IE, T, O>(
-    inner: S,
-    t: T,
-    ok: impl Fn(Bytes) -> O + Send + 'static,
-    fail: impl Fn(String) -> O + Send + 'static,
-) -> BoxStream<'static, O>
-where
-    S: Stream<Item = Result<Bytes, IE>> + Send + 'static,
-    IE: Display,
-    T: SseTranslator,
-    O: Send + 'static,
-{
-    struct St<S, T> {
-        inner: S,
-        dec: SseDecoder,
-        t: T,
-        pending: VecDeque<Bytes>,
-        failure: Option<String>,
-        over: bool,
-    }
-    let st = St {
-        inner: Box::pin(inner),
-        dec: SseDecoder::new(),
-        t,
-        pending: VecDeque::new(),
-        failure: None,
-        over: false,
-    };
-    futures_util::stream::unfold((st, ok, fail), |(mut st, ok, fail)| async move {
-        loop {
-            if let Some(b) = st.pending.pop_front() {
-                let item = ok(b);
-                return Some((item, (st, ok, fail)));
-            }
-            if let Some(m) = st.failure.take() {
-                st.over = true;
-                let item = fail(m);
-                return Some((item, (st, ok, fail)));
-            }
-            if st.over || st.t.finished() {
-                return None;
-            }
-            let mut out = Vec::new();
-            match st.inner.next().await {
-                Some(Ok(bytes)) => {
-                    for ev in st.dec.feed(&bytes) {
-                        if st.t.finished() {
-                            break;
-                        }
-                        if let Err(m) = st.t.event(&ev, &mut out) {
-                            st.failure = Some(m);
-                            break;
-                        }
-                    }
-                }
-                Some(Err(e)) => st.failure = Some(e.to_string()),
-                None => {
-                    st.over = true;
-                    let last = st.dec.finish();
-                    let r = match last {
-                        Some(ev) if !st.t.finished() => st.t.event(&ev, &mut out),
-                        _ => Ok(()),
-                    };
-                    if let Err(m) = r.and_then(|()| {
-                        if st.t.finished() {
-                            Ok(())
-                        } else {
-                            st.t.end(&mut out)
-                        }
-                    }) {
-                        st.failure = Some(m);
-                    }
-                }
-            }
-            st.pending.extend(out);
-        }
-    })
-    .boxed()
 }
 
 #[cfg(test)]
@@ -196,6 +138,18 @@ mod tests {
                 ],
                 "cut at {cut}"
             );
+        }
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines_and_a_bom_is_skipped() {
+        let text = "\u{feff}data: a\r\rdata: b\r\n\r\ndata: c\n\n";
+        for cut in 0..text.len() {
+            let mut d = SseDecoder::new();
+            let mut evs = d.feed(&text.as_bytes()[..cut]);
+            evs.extend(d.feed(&text.as_bytes()[cut..]));
+            let data: Vec<String> = evs.into_iter().map(|e| e.data).collect();
+            assert_eq!(data, ["a", "b", "c"], "cut at {cut}");
         }
     }
 }

@@ -1,6 +1,5 @@
 use super::*;
 use crate::providers::anthropic::to_messages_request;
-use crate::providers::sse::SseDecoder;
 
 fn obj(v: Value) -> Map<String, Value> {
     match v {

@@ -1,5 +1,10 @@
 use super::*;
-use crate::providers::sse::SseDecoder;
+use crate::providers::stream::{Hook, OpenAiChunks};
+
+/// The Anthropic hook as the stream driver runs it.
+fn to_openai(include_usage: bool) -> OpenAiChunks<StreamToOpenAi> {
+    OpenAiChunks::new(StreamToOpenAi::new(), include_usage, String::new())
+}
 
 fn obj(v: Value) -> Map<String, Value> {
     match v {
@@ -345,7 +350,11 @@ data: {\"type\":\"message_stop\"}
 
 ";
 
-fn run(t: &mut StreamToOpenAi, text: &str, cut: usize) -> (Vec<Value>, bool, Result<(), String>) {
+fn run(
+    t: &mut OpenAiChunks<StreamToOpenAi>,
+    text: &str,
+    cut: usize,
+) -> (Vec<Value>, bool, Result<(), String>) {
     let mut d = SseDecoder::new();
     let mut out = Vec::new();
     let mut evs = d.feed(&text.as_bytes()[..cut]);
@@ -353,7 +362,7 @@ fn run(t: &mut StreamToOpenAi, text: &str, cut: usize) -> (Vec<Value>, bool, Res
     let mut r = Ok(());
     for e in &evs {
         if let Err(m) = t.event(e, &mut out) {
-            r = Err(m);
+            r = Err(m.to_string());
             break;
         }
     }
@@ -374,7 +383,7 @@ fn run(t: &mut StreamToOpenAi, text: &str, cut: usize) -> (Vec<Value>, bool, Res
 #[test]
 fn streamed_tool_use_becomes_openai_chunks() {
     for cut in [0, 17, 400, TOOL_STREAM.len() / 2, TOOL_STREAM.len()] {
-        let mut t = StreamToOpenAi::new(true);
+        let mut t = to_openai(true);
         let (chunks, done, r) = run(&mut t, TOOL_STREAM, cut);
         assert!(r.is_ok() && done && t.finished());
         assert!(chunks
@@ -418,7 +427,7 @@ fn streamed_tool_use_becomes_openai_chunks() {
         assert_eq!(last["usage"]["total_tokens"], 561);
     }
     // Without include_usage: no usage chunk, no usage field.
-    let mut t = StreamToOpenAi::new(false);
+    let mut t = to_openai(false);
     let (chunks, done, _) = run(&mut t, TOOL_STREAM, 0);
     assert!(done);
     assert!(chunks
@@ -430,7 +439,7 @@ fn streamed_tool_use_becomes_openai_chunks() {
 fn an_error_event_or_an_early_end_interrupts_the_stream() {
     // Mid-stream error, as documented in the streaming reference.
     let text = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\nevent: error\ndata: {\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}\n\n";
-    let mut t = StreamToOpenAi::new(false);
+    let mut t = to_openai(false);
     let (chunks, done, r) = run(&mut t, text, 10);
     assert_eq!(chunks.len(), 1);
     assert!(!done);
@@ -445,7 +454,13 @@ fn config_is_checked_when_the_adapter_is_built() {
     let a = AnthropicAdapter::new("claude", &cfg).unwrap();
     assert_eq!(&*a.version, DEFAULT_VERSION);
     assert_eq!(a.default_max_tokens, DEFAULT_MAX_TOKENS);
-    cfg.default_max_tokens = Some(0);
+    let set = |cfg: &mut ProviderConfig, version: Option<&str>, max: Option<u64>| {
+        cfg.settings = crate::config::ProviderSettings::Anthropic(crate::config::AnthropicConfig {
+            anthropic_version: version.map(str::to_owned),
+            default_max_tokens: max,
+        });
+    };
+    set(&mut cfg, None, Some(0));
     let e = AnthropicAdapter::new("claude", &cfg)
         .unwrap_err()
         .to_string();
@@ -453,8 +468,7 @@ fn config_is_checked_when_the_adapter_is_built() {
         e.contains("claude") && e.contains("default_max_tokens"),
         "{e}"
     );
-    cfg.default_max_tokens = Some(10);
-    cfg.anthropic_version = Some("2023-06-01\n".into());
+    set(&mut cfg, Some("2023-06-01\n"), Some(10));
     let e = AnthropicAdapter::new("claude", &cfg)
         .unwrap_err()
         .to_string();
@@ -471,5 +485,25 @@ fn assistant_refusal_parts_are_sent_as_text() {
     assert_eq!(
         out["messages"][1]["content"],
         json!([{"type": "text", "text": "I can't help with that."}])
+    );
+}
+
+#[test]
+fn a_native_request_keeps_its_fields_and_gets_the_route_model() {
+    let native = obj(json!({"model": "claude/alias", "top_k": 3,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": "x"}]}));
+    let out = native_messages_request(&native, "claude-real", 99);
+    let mut expected = Value::Object(native.clone());
+    expected["model"] = json!("claude-real");
+    expected["max_tokens"] = json!(99);
+    assert_eq!(out, expected);
+    // The model keeps its place; a max_tokens the client set is kept.
+    assert_eq!(out.as_object().unwrap().keys().next().unwrap(), "model");
+    let mut with_max = native.clone();
+    with_max.insert("max_tokens".into(), json!(5));
+    assert_eq!(
+        native_messages_request(&with_max, "m", 99)["max_tokens"],
+        json!(5)
     );
 }

@@ -1,4 +1,14 @@
 use super::*;
+use crate::providers::stream::{OpenAiChunks, Pipeline};
+use crate::providers::ProviderKind;
+
+/// The ConverseStream hook as the stream driver runs it, usage chunk included.
+fn decoder() -> Pipeline<EventStreamFraming, OpenAiChunks<ConverseStreamDecoder>> {
+    Pipeline::new(
+        EventStreamFraming::new(),
+        OpenAiChunks::new(ConverseStreamDecoder::new(), true, String::new()),
+    )
+}
 use aws_smithy_types::event_stream::{Header, HeaderValue};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -178,24 +188,28 @@ fn region_and_credentials_come_from_the_aws_variables() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    assert!(validate_config(&cfg).is_err());
-    apply_aws_env(&mut cfg, &env);
-    validate_config(&cfg).unwrap();
-    assert_eq!(cfg.region.as_deref(), Some("eu-west-3"));
+    assert!(cfg.validate_settings().is_err());
+    cfg.apply_env(&env);
+    cfg.validate_settings().unwrap();
+    let b = cfg.bedrock().unwrap();
+    assert_eq!(b.region.as_deref(), Some("eu-west-3"));
     assert_eq!(
         cfg.effective_base_url().as_deref(),
         Some("https://bedrock-runtime.eu-west-3.amazonaws.com")
     );
     assert_eq!(
-        cfg.aws_session_token.as_ref().map(Secret::expose),
+        b.aws_session_token.as_ref().map(Secret::expose),
         Some("tok")
     );
     // A configured key is not mixed with the environment's secret.
     let mut cfg = ProviderConfig::new(ProviderKind::Bedrock);
-    cfg.aws_access_key_id = Some(Secret::new("AKIACONF"));
-    apply_aws_env(&mut cfg, &env);
-    assert!(cfg.aws_secret_access_key.is_none());
-    let (field, _) = validate_config(&cfg).unwrap_err();
+    cfg.settings = crate::config::ProviderSettings::Bedrock(crate::config::BedrockConfig {
+        aws_access_key_id: Some(Secret::new("AKIACONF")),
+        ..Default::default()
+    });
+    cfg.apply_env(&env);
+    assert!(cfg.bedrock().unwrap().aws_secret_access_key.is_none());
+    let (field, _) = cfg.validate_settings().unwrap_err();
     assert_eq!(field, "aws_access_key_id");
 }
 
@@ -479,7 +493,7 @@ fn event_stream_frames_become_openai_chunks_even_split_anywhere() {
     bytes.extend(frame("messageStop", json!({"stopReason": "tool_use"})));
     bytes.extend(frame("metadata", json!({"usage": {"inputTokens": 20, "outputTokens": 9, "totalTokens": 29}, "metrics": {"latencyMs": 400}})));
     for split in [1usize, 7, 64, bytes.len()] {
-        let mut d = ConverseStreamDecoder::new();
+        let mut d = decoder();
         let mut out = Vec::new();
         for piece in bytes.chunks(split) {
             out.extend(d.feed(piece).unwrap());
@@ -528,19 +542,19 @@ fn exception_frames_and_truncation_interrupt_the_stream() {
         ));
     let mut bytes = frame("messageStart", json!({"role": "assistant"}));
     aws_smithy_eventstream::frame::write_message_to(&msg, &mut bytes).unwrap();
-    let mut d = ConverseStreamDecoder::new();
+    let mut d = decoder();
     let err = d.feed(&bytes).unwrap_err();
     assert!(
         err.contains("throttlingException") && err.contains("Rate exceeded"),
         "{err}"
     );
 
-    let mut d = ConverseStreamDecoder::new();
+    let mut d = decoder();
     d.feed(&frame("messageStart", json!({"role": "assistant"})))
         .unwrap();
     assert!(d.finish().unwrap_err().contains("before messageStop"));
 
-    let mut d = ConverseStreamDecoder::new();
+    let mut d = decoder();
     let f = frame("messageStart", json!({"role": "assistant"}));
     d.feed(&f[..f.len() - 3]).unwrap();
     assert!(d.finish().unwrap_err().contains("inside a frame"));
@@ -548,7 +562,7 @@ fn exception_frames_and_truncation_interrupt_the_stream() {
     let mut corrupt = frame("messageStart", json!({"role": "assistant"}));
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff; // message CRC no longer matches
-    assert!(ConverseStreamDecoder::new().feed(&corrupt).is_err());
+    assert!(decoder().feed(&corrupt).is_err());
 }
 
 #[test]
@@ -578,7 +592,7 @@ fn the_cache_can_assemble_a_translated_stream() {
         "metadata",
         json!({"usage": {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}}),
     ));
-    let mut d = ConverseStreamDecoder::new();
+    let mut d = decoder();
     let mut frames = d.feed(&bytes).unwrap();
     frames.extend(d.finish().unwrap());
     let mut asm = crate::cache::replay::SseAssembler::new();

@@ -1,4 +1,13 @@
 use super::*;
+use crate::providers::stream::{OpenAiChunks, Pipeline};
+
+/// The Cohere hook as the stream driver runs it, usage chunk included.
+fn decoder() -> Pipeline<SseDecoder, OpenAiChunks<CohereStreamDecoder>> {
+    Pipeline::new(
+        SseDecoder::new(),
+        OpenAiChunks::new(CohereStreamDecoder::new(), true, String::new()),
+    )
+}
 
 fn body(v: Value) -> Map<String, Value> {
     v.as_object().unwrap().clone()
@@ -207,7 +216,7 @@ fn stream_events_become_chunks_split_anywhere() {
         json!({"type": "message-end", "delta": {"finish_reason": "TOOL_CALL", "usage": {"billed_units": {"input_tokens": 37, "output_tokens": 28}, "tokens": {"input_tokens": 913, "output_tokens": 81}}}}),
     ]);
     for split in [1usize, 13, text.len()] {
-        let mut d = CohereStreamDecoder::new();
+        let mut d = decoder();
         let mut out = Vec::new();
         for piece in text.as_bytes().chunks(split) {
             out.extend(d.feed(piece).unwrap());
@@ -241,12 +250,12 @@ fn stream_events_become_chunks_split_anywhere() {
 
 #[test]
 fn error_finish_and_truncation_interrupt_the_stream() {
-    let mut d = CohereStreamDecoder::new();
+    let mut d = decoder();
     let err = d
         .feed(sse(&[json!({"type": "message-end", "delta": {"finish_reason": "ERROR", "error": "internal"}})]).as_bytes())
         .unwrap_err();
     assert!(err.contains("ERROR"), "{err}");
-    let mut d = CohereStreamDecoder::new();
+    let mut d = decoder();
     d.feed(sse(&[json!({"type": "message-start", "id": "x"})]).as_bytes())
         .unwrap();
     assert!(d.finish().is_err());

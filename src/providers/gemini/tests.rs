@@ -2,6 +2,7 @@
 //! each follows is noted by it.
 
 use super::*;
+use crate::providers::stream::{OpenAiChunks, Pipeline};
 
 fn obj(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap()
@@ -227,22 +228,54 @@ fn safety_and_blocked_prompts_are_content_filter() {
     assert_eq!(o["usage"]["prompt_tokens"], 7);
 }
 
+/// The Gemini hook as the stream driver runs it.
+fn pipeline(model: &str, include_usage: bool) -> Pipeline<SseDecoder, OpenAiChunks<GeminiStream>> {
+    let hook = GeminiStream::new(&Arc::from("g"), model);
+    Pipeline::new(
+        SseDecoder::new(),
+        OpenAiChunks::new(hook, include_usage, model.to_owned()),
+    )
+}
+
+/// One Google chunk as an SSE event, through the pipeline: the OpenAI chunks out.
+fn push(p: &mut Pipeline<SseDecoder, OpenAiChunks<GeminiStream>>, v: Value) -> Vec<Value> {
+    chunks(&p.feed(format!("data: {v}\r\n\r\n").as_bytes()).unwrap())
+}
+
+fn chunks(frames: &[Bytes]) -> Vec<Value> {
+    frames
+        .iter()
+        .filter_map(|f| {
+            let d = std::str::from_utf8(f).unwrap().strip_prefix("data: ")?;
+            serde_json::from_str(d.trim_end()).ok()
+        })
+        .collect()
+}
+
 #[test]
 fn stream_chunks_translate_with_usage_on_request() {
-    let mut t = StreamTranslator::new("gemini-2.0-flash", true);
-    let a = t.push(&json!({"candidates": [{"content": {"parts": [{"text": "Hel"}], "role": "model"}, "index": 0}],
-        "usageMetadata": {"promptTokenCount": 4, "totalTokenCount": 4}, "modelVersion": "gemini-2.0-flash", "responseId": "r1"}));
-    let b = t.push(&json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": {"x": 1}}}], "role": "model"},
+    let mut t = pipeline("gemini-2.0-flash", true);
+    let a = push(
+        &mut t,
+        json!({"candidates": [{"content": {"parts": [{"text": "Hel"}], "role": "model"}, "index": 0}],
+        "usageMetadata": {"promptTokenCount": 4, "totalTokenCount": 4}, "modelVersion": "gemini-2.0-flash", "responseId": "r1"}),
+    );
+    let b = push(
+        &mut t,
+        json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": {"x": 1}}}], "role": "model"},
         "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 6, "totalTokenCount": 10}, "responseId": "r1"}));
-    assert!(t.finished());
-    let end = t.finish();
+        "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 6, "totalTokenCount": 10}, "responseId": "r1"}),
+    );
+    assert!(t.hook().inner().translator().finished());
+    let end_frames = t.finish().unwrap();
+    assert_eq!(end_frames.last().unwrap().as_ref(), b"data: [DONE]\n\n");
+    let end = chunks(&end_frames);
     assert_eq!(
         a[0]["choices"][0]["delta"],
         json!({"role": "assistant", "content": "Hel"})
     );
     assert_eq!(a[0]["id"], "chatcmpl-r1");
-    assert_eq!(a[0]["usage"], Value::Null);
+    assert_eq!(a[0].get("usage"), Some(&Value::Null));
     let d = &b[0]["choices"][0];
     assert_eq!(d["finish_reason"], "tool_calls");
     assert_eq!(d["delta"]["tool_calls"][0]["index"], 0);
@@ -252,20 +285,25 @@ fn stream_chunks_translate_with_usage_on_request() {
     );
     assert_eq!(end[0]["choices"], json!([]));
     assert_eq!(end[0]["usage"]["total_tokens"], 10);
-    let mut t = StreamTranslator::new("m", false);
-    t.push(&json!({"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": "MAX_TOKENS"}]}));
-    assert!(t.finish().is_empty());
+    let mut t = pipeline("m", false);
+    push(
+        &mut t,
+        json!({"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": "MAX_TOKENS"}]}),
+    );
+    assert!(chunks(&t.finish().unwrap()).is_empty());
 }
 
 #[test]
 fn sse_parser_handles_split_and_crlf_events() {
-    let mut p = SseParser::default();
-    assert!(p.push(b"data: {\"a\"").is_empty());
-    assert_eq!(
-        p.push(b":1}\r\n\r\ndata: {\"b\":2}\n\ndata: {\"c\""),
-        vec!["{\"a\":1}", "{\"b\":2}"]
-    );
-    assert_eq!(p.finish().as_deref(), Some("{\"c\""));
+    let mut p = SseDecoder::new();
+    assert!(p.feed(b"data: {\"a\"").is_empty());
+    let data: Vec<String> = p
+        .feed(b":1}\r\n\r\ndata: {\"b\":2}\n\ndata: {\"c\"")
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(data, vec!["{\"a\":1}", "{\"b\":2}"]);
+    assert_eq!(p.finish().map(|e| e.data).as_deref(), Some("{\"c\""));
 }
 
 // https://ai.google.dev/api/embeddings#method:-models.batchembedcontents and
