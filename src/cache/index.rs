@@ -4,9 +4,11 @@
 //! search may return (tombstones are filtered out) and a partition with too
 //! many tombstones is rebuilt off to the side and swapped in.
 
+pub(crate) use super::distance::Graph;
+pub use super::distance::{dot, ClampedCosine};
 use super::snapshot::{self, Snapshot};
 use super::{CacheError, HnswConfig};
-use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
+use hnsw_rs::prelude::{AnnT, Hnsw, HnswIo};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -14,69 +16,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-/// Cosine distance `1 - dot(a, b)` for unit vectors, clamped to `[0, 2]`.
-///
-/// Unlike `DistDot`/`DistCosine` of `anndists` it never asserts: rounding that
-/// pushes `dot` above 1, NaN, or mismatched lengths give a valid distance
-/// (`hnsw_rs` itself asserts distances are >= 0).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ClampedCosine;
-
-impl Distance<f32> for ClampedCosine {
-    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
-        if va.len() != vb.len() {
-            return 2.0;
-        }
-        let d = 1.0 - dot(va, vb);
-        if d.is_nan() {
-            2.0
-        } else {
-            d.clamp(0.0, 2.0)
-        }
-    }
-}
-
-/// Dot product; uses AVX2+FMA code generation when the CPU has it.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports avx2 and fma, checked just above.
-            return unsafe { dot_avx2(a, b) };
-        }
-    }
-    dot_portable(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_portable(a, b)
-}
-
-#[inline(always)]
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; LANES];
-    let ca = a.chunks_exact(LANES);
-    let cb = b.chunks_exact(LANES);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..LANES {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut tail = 0.0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    acc.iter().sum::<f32>() + tail
-}
 
 /// Checks length and finiteness and returns the unit-length copy.
 pub(crate) fn normalized(v: &[f32], dims: usize) -> Result<Vec<f32>, CacheError> {
@@ -102,8 +41,6 @@ pub(crate) fn normalized(v: &[f32], dims: usize) -> Result<Vec<f32>, CacheError>
 
 /// `(id, unit vector)` rows.
 pub(crate) type Rows = Vec<(u64, Vec<f32>)>;
-
-pub(crate) type Graph = Hnsw<'static, f32, ClampedCosine>;
 
 /// Creates an empty graph sized for `hint` points.
 pub(crate) fn new_graph(p: &HnswConfig, hint: usize) -> Graph {
@@ -693,6 +630,7 @@ pub(crate) fn retire_graph(g: Arc<Graph>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hnsw_rs::prelude::Distance;
 
     #[test]
     fn clamped_cosine_never_negative_or_nan() {

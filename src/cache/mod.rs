@@ -48,6 +48,7 @@
 //! does not match makes that partition rebuild from sled.
 
 mod actor;
+mod distance;
 mod index;
 pub mod key;
 mod pages;

@@ -14,7 +14,7 @@
 //! scanned exactly; when that list grows past a fraction of the snapshot the owner
 //! takes a new snapshot (see `PartIndex`).
 
-use super::index::{dot, Graph};
+use super::distance::{dot, Graph};
 use super::pages::Pages;
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
