@@ -100,8 +100,8 @@ fn prose(seed: u64, chars: usize) -> String {
 #[actix_rt::test]
 async fn a_lookup_overtakes_a_running_bulk_request() {
     let handle = EmbedderHandle::start(config()).unwrap();
-    // 24 texts of 256 tokens: 12 slices of 512 tokens.
-    let bulk: Vec<String> = (0..24).map(|i| prose(i, 3_900)).collect();
+    // 12 texts of 256 tokens: 12 slices of 256 tokens.
+    let bulk: Vec<String> = (0..12).map(|i| prose(i, 3_900)).collect();
     let h = handle.clone();
     let task = actix_rt::spawn(async move { h.embed_many(bulk).await });
     // Wait until the bulk request runs.
@@ -116,7 +116,7 @@ async fn a_lookup_overtakes_a_running_bulk_request() {
         "the bulk request finished before the lookup was answered"
     );
     let vectors = task.await.unwrap().unwrap();
-    assert_eq!(vectors.len(), 24);
+    assert_eq!(vectors.len(), 12);
     // The lookup ran after one or two slices, not after all twelve.
     assert!(
         slices_before_lookup <= 3,

@@ -316,14 +316,44 @@ impl EmbedderHandle {
     /// or `System::new().block_on`), otherwise returns `EmbedError::Config`.
     pub fn start(cfg: EmbedderConfig) -> Result<Self, EmbedError> {
         cfg.validate()?;
+        Self::check_system()?;
+        let loaded = (0..cfg.threads)
+            .map(|_| Embedder::load(&cfg))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::start_loaded(cfg, loaded)
+    }
+
+    /// [`EmbedderHandle::start`] loading the models on the blocking thread
+    /// pool, so that the calling thread (an HTTP worker starting the embedder
+    /// on a first request) keeps serving meanwhile.
+    pub async fn start_async(cfg: EmbedderConfig) -> Result<Self, EmbedError> {
+        cfg.validate()?;
+        Self::check_system()?;
+        let c = cfg.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            (0..c.threads)
+                .map(|_| Embedder::load(&c))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| EmbedError::Config(format!("loading the embedder failed: {e}")))??;
+        Self::start_loaded(cfg, loaded)
+    }
+
+    fn check_system() -> Result<(), EmbedError> {
         if System::try_current().is_none() || tokio::runtime::Handle::try_current().is_err() {
             return Err(EmbedError::Config(
                 "EmbedderHandle::start must be called inside a running actix System".into(),
             ));
         }
-        let loaded = (0..cfg.threads)
-            .map(|_| Embedder::load(&cfg))
-            .collect::<Result<Vec<_>, _>>()?;
+        Ok(())
+    }
+
+    /// Starts the workers on `loaded` (one per thread) and the batcher.
+    fn start_loaded(cfg: EmbedderConfig, loaded: Vec<Embedder>) -> Result<Self, EmbedError> {
+        if loaded.is_empty() {
+            return Err(EmbedError::Config("threads must be >= 1".into()));
+        }
         let tokenizer = Arc::new(loaded[0].tokenizer().clone());
         let pool = std::sync::Mutex::new(loaded);
         let worker_cfg = cfg.clone();

@@ -67,15 +67,19 @@ pub struct EmbedderConfig {
     pub queue_limit: usize,
     /// Most tokens in one ONNX Runtime run, padding included (rows times the
     /// padded length; a single text always runs). Bounds the memory of a run,
-    /// whose attention alone takes rows x 12 heads x length² floats: 4096
-    /// tokens (16 texts of 256) peak at about 200 MB. Also caps the tokens of
-    /// one interactive batch.
+    /// whose attention alone takes rows x 12 heads x length² floats: with the
+    /// arena off, 2048 tokens (8 texts of 256) add about 140 MB while they
+    /// run, 4096 about 300 MB. Long texts gain nothing from bigger batches
+    /// (tokens/s stays flat); short ones fill a batch long before this cap.
+    /// Also caps the tokens of one interactive batch.
     pub max_batch_tokens: usize,
     /// Bulk work ([`EmbedderHandle::embed_many`]) is cut into slices of at most
-    /// this many tokens (without padding; a single text always makes a slice)
-    /// and the workers take the next slice only when no interactive job waits:
-    /// a cache lookup waits for at most one slice per worker. 512 tokens take
-    /// about 50 ms on one 2020s x86 core.
+    /// this many tokens (without padding; a single text always makes a slice,
+    /// so values below `max_tokens` act as `max_tokens` for long texts), and
+    /// a free worker takes the next slice only when no interactive job waits:
+    /// a cache lookup waits for at most one slice per worker. The default, one
+    /// text of 256 tokens, is about 55 ms of one core of the development
+    /// machine (docs/embedder.md).
     ///
     /// [`EmbedderHandle::embed_many`]: super::EmbedderHandle::embed_many
     pub bulk_slice_tokens: usize,
@@ -109,8 +113,8 @@ impl Default for EmbedderConfig {
             batch_max: 32,
             batch_wait_us: 0,
             queue_limit: 1024,
-            max_batch_tokens: 4096,
-            bulk_slice_tokens: 512,
+            max_batch_tokens: 2048,
+            bulk_slice_tokens: 256,
             max_request_tokens: 65_536,
             cpu_arena: false,
             serve_name: "all-MiniLM-L6-v2".into(),

@@ -74,7 +74,8 @@ impl LocalEmbeddings {
             .handle
             .get_or_init(|| async {
                 tracing::info!(model = %self.model_id, "starting the embedder for local embeddings");
-                EmbedderHandle::start(self.cfg.clone())
+                // Loads on the blocking pool: this HTTP worker keeps serving meanwhile.
+                EmbedderHandle::start_async(self.cfg.clone()).await
             })
             .await;
         r.as_ref()
