@@ -306,7 +306,8 @@ mod load {
         (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
     }
 
-    /// Starts `bin serve` (cache on) against `mock`, with extra env.
+    /// Starts `bin serve` (cache on) against `mock`, with extra env; blocks
+    /// (call through `block_in_place`: the blocking client owns a runtime).
     pub fn start(
         bin: &str,
         port: u16,
@@ -385,7 +386,8 @@ mod load {
 /// `cargo build --release && DEJA_BIN=target/release/deja cargo test --release
 /// --test embed_limits -- --ignored --nocapture load_report`
 /// Env: `DEJA_BIN` (default: this build's binary), `DEJA_LOAD_ENV` (extra
-/// `K=V,K=V` for the server), `DEJA_LOAD_IDLE_SECS` (default 30).
+/// `K=V,K=V` for the server), `DEJA_LOAD_IDLE_SECS` (default 30),
+/// `DEJA_LOAD_ONLY` (which of the scenarios 1, 2, 3 to run; default all).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement (minutes), not a test; see docs/embedder.md"]
 async fn load_report() {
@@ -402,16 +404,19 @@ async fn load_report() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
+    let only = std::env::var("DEJA_LOAD_ONLY").unwrap_or_else(|_| "123".into());
     let mock = MockProvider::start(MockSettings::default()).unwrap();
     let client = reqwest::Client::new();
 
     let run = |name: &str| println!("== {name}");
     // 1. 48 concurrent cache-on chats with ~4 KB prompts.
-    {
+    if only.contains('1') {
         run("48 concurrent chats, 4 KB prompts");
         let data = tempfile::tempdir().unwrap();
         let port = common::free_port();
-        let p = start(&bin, port, data.path(), &mock.base_url(), &extra);
+        let p = tokio::task::block_in_place(|| {
+            start(&bin, port, data.path(), &mock.base_url(), &extra)
+        });
         let pid = p.0.id();
         chat(&client, port, "warm-up".into()).await;
         let base = rss_mb(pid).0;
@@ -427,11 +432,13 @@ async fn load_report() {
         );
     }
     // 2. One embeddings request of 256 long inputs.
-    {
+    if only.contains('2') {
         run("one /v1/embeddings request, 256 x 3,900 chars");
         let data = tempfile::tempdir().unwrap();
         let port = common::free_port();
-        let p = start(&bin, port, data.path(), &mock.base_url(), &extra);
+        let p = tokio::task::block_in_place(|| {
+            start(&bin, port, data.path(), &mock.base_url(), &extra)
+        });
         let pid = p.0.id();
         chat(&client, port, "warm-up".into()).await;
         let base = rss_mb(pid).0;
@@ -445,11 +452,13 @@ async fn load_report() {
         );
     }
     // 3. Cache-on chats during one 1,024 x 3,900-char embeddings request.
-    {
+    if only.contains('3') {
         run("chats during a 1,024 x 3,900-char /v1/embeddings request");
         let data = tempfile::tempdir().unwrap();
         let port = common::free_port();
-        let p = start(&bin, port, data.path(), &mock.base_url(), &extra);
+        let p = tokio::task::block_in_place(|| {
+            start(&bin, port, data.path(), &mock.base_url(), &extra)
+        });
         let pid = p.0.id();
         chat(&client, port, "warm-up".into()).await;
         let texts: Vec<String> = (0..1024).map(|i| prose(3_000 + i, 3_900)).collect();
@@ -460,7 +469,11 @@ async fn load_report() {
         let mut lat = Vec::new();
         let mut statuses = std::collections::BTreeMap::new();
         let mut i = 0;
-        while !bulk.is_finished() && i < 200 {
+        let max_chats: usize = std::env::var("DEJA_LOAD_CHATS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30);
+        while !bulk.is_finished() && i < max_chats {
             let (s, d) = chat(
                 &client,
                 port,
@@ -472,14 +485,20 @@ async fn load_report() {
             i += 1;
             actix_rt::time::sleep(Duration::from_millis(100)).await;
         }
-        let (status, took) = bulk.await.unwrap();
+        let finished = bulk.is_finished();
+        let (status, took) = if finished {
+            bulk.await.unwrap()
+        } else {
+            bulk.abort();
+            (0, Duration::ZERO)
+        };
         lat.sort();
         let pct = |q: f64| {
             lat.get(((lat.len() as f64 - 1.0) * q) as usize)
                 .map_or(0.0, |d| d.as_secs_f64() * 1e3)
         };
         println!(
-            "embeddings: {status} in {:.1}s; {} chats during it, statuses {statuses:?}, latency ms p50 {:.0} p90 {:.0} max {:.0}; peak RSS {:.0} MB",
+            "embeddings: {status} in {:.1}s (0: still running, stopped after the chats); {} chats during it, statuses {statuses:?}, latency ms p50 {:.0} p90 {:.0} max {:.0}; peak RSS {:.0} MB",
             took.as_secs_f64(),
             lat.len(),
             pct(0.5),

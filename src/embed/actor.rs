@@ -729,8 +729,7 @@ impl Batcher {
     fn fill(&self, st: &mut State, jobs: &mut Vec<Job>) {
         let (mut texts, mut tokens) = self.room(jobs);
         let q = st.queue(Class::Interactive);
-        loop {
-            let Some(next) = q.front() else { break };
+        while let Some(next) = q.front() {
             if next.ids.len() > texts || next.tokens > tokens {
                 break;
             }
