@@ -51,7 +51,23 @@ fn ort_environment(path: &Path) -> Result<Environment, EmbedError> {
         .build()
         .map_err(|e| err(e.to_string()))?;
     let _ = ORT_ENV.set((abs, env.clone()));
+    fix_glibc_mmap_threshold();
     Ok(env)
+}
+
+/// ONNX Runtime allocates its tensors with glibc malloc (the binary's mimalloc
+/// serves Rust only). glibc raises its mmap threshold to the size of each
+/// mmapped block freed (up to 32 MB), after which a worker's 1-25 MB tensors
+/// come from its thread arena and stay there when freed: 48 concurrent
+/// 4 KB-prompt chats left RSS at 1.04 GB instead of 230 MB. A fixed 1 MiB
+/// threshold (which also turns the adjustment off) gives every large tensor
+/// back to the OS when it is freed. Same effect as `MALLOC_MMAP_THRESHOLD_=1048576`.
+fn fix_glibc_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a malloc tunable; called once, at load.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 /// Token-level output of [`Embedder::embed_tokens`].
