@@ -131,7 +131,9 @@ async fn a_full_queue_answers_503_with_retry_after() {
                 200 => assert_eq!(v["data"].as_array().unwrap().len(), 4),
                 503 => {
                     saw_503 = true;
-                    assert_eq!(retry.as_deref(), Some("1"));
+                    // The embedder's estimate of the work ahead, in whole seconds.
+                    let secs: u64 = retry.as_deref().unwrap().parse().unwrap();
+                    assert!(secs >= 1, "{retry:?}");
                     assert_eq!(v["error"]["type"], "overloaded_error");
                 }
                 other => panic!("unexpected {other}: {v}"),

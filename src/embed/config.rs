@@ -55,9 +55,43 @@ pub struct EmbedderConfig {
     /// microseconds (0: take only what is already waiting). Tokio's timer has
     /// millisecond resolution, so non-zero waits round up to the next tick.
     pub batch_wait_us: u64,
-    /// Most texts waiting or being embedded at once; beyond it requests are
-    /// refused with [`EmbedError::Overloaded`].
+    /// Most texts waiting or being embedded at once, counted separately for
+    /// the interactive queue ([`EmbedderHandle::embed`]: cache lookups and
+    /// stores) and the bulk queue ([`EmbedderHandle::embed_many`]:
+    /// `/v1/embeddings`, admin inserts), so bulk work never fills the room of
+    /// lookups. Beyond it requests are refused with [`EmbedError::Overloaded`];
+    /// one `embed_many` call of more texts is always refused.
+    ///
+    /// [`EmbedderHandle::embed`]: super::EmbedderHandle::embed
+    /// [`EmbedderHandle::embed_many`]: super::EmbedderHandle::embed_many
     pub queue_limit: usize,
+    /// Most tokens in one ONNX Runtime run, padding included (rows times the
+    /// padded length; a single text always runs). Bounds the memory of a run,
+    /// whose attention alone takes rows x 12 heads x length² floats: with the
+    /// arena off, 2048 tokens (8 texts of 256) add about 140 MB while they
+    /// run, 4096 about 300 MB. Long texts gain nothing from bigger batches
+    /// (tokens/s stays flat); short ones fill a batch long before this cap.
+    /// Also caps the tokens of one interactive batch.
+    pub max_batch_tokens: usize,
+    /// Bulk work ([`EmbedderHandle::embed_many`]) is cut into slices of at most
+    /// this many tokens (without padding; a single text always makes a slice,
+    /// so values below `max_tokens` act as `max_tokens` for long texts), and
+    /// a free worker takes the next slice only when no interactive job waits:
+    /// a cache lookup waits for at most one slice per worker. The default, one
+    /// text of 256 tokens, is about 55 ms of one core of the development
+    /// machine (docs/embedder.md).
+    ///
+    /// [`EmbedderHandle::embed_many`]: super::EmbedderHandle::embed_many
+    pub bulk_slice_tokens: usize,
+    /// Most tokens (as the model sees them: special tokens in, each text
+    /// truncated to `max_tokens`) in one `POST /v1/embeddings` request for the
+    /// local model; a request over it is a 400 naming the limit.
+    pub max_request_tokens: usize,
+    /// ONNX Runtime's CPU memory arena (and memory patterns). On, the arena
+    /// keeps the largest working set any batch needed until the process ends;
+    /// off (the default), each run's buffers are freed when it ends, at no
+    /// measurable cost in speed for this model.
+    pub cpu_arena: bool,
     /// Serve this model on `POST /v1/embeddings` as `local/{serve_name}` (no upstream call).
     /// Empty: do not serve it. The embedder starts on the first such request unless the
     /// semantic cache already runs it.
@@ -79,6 +113,10 @@ impl Default for EmbedderConfig {
             batch_max: 32,
             batch_wait_us: 0,
             queue_limit: 1024,
+            max_batch_tokens: 2048,
+            bulk_slice_tokens: 256,
+            max_request_tokens: 65_536,
+            cpu_arena: false,
             serve_name: "all-MiniLM-L6-v2".into(),
         }
     }
@@ -117,6 +155,15 @@ impl EmbedderConfig {
         }
         if self.queue_limit == 0 {
             return bad("queue_limit must be >= 1");
+        }
+        if self.max_batch_tokens == 0 {
+            return bad("max_batch_tokens must be >= 1");
+        }
+        if self.bulk_slice_tokens == 0 {
+            return bad("bulk_slice_tokens must be >= 1");
+        }
+        if self.max_request_tokens == 0 {
+            return bad("max_request_tokens must be >= 1");
         }
         Ok(())
     }

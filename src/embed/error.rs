@@ -25,6 +25,9 @@ pub enum EmbedError {
     /// Running the model failed or produced an unexpected output.
     #[error("embedding inference failed: {0}")]
     Inference(String),
+    /// The texts of one request hold more tokens than allowed together.
+    #[error("the input holds more than {limit} tokens")]
+    TooManyTokens { limit: usize },
     /// Too many texts are waiting; retry later.
     #[error("embedder overloaded: too many texts waiting")]
     Overloaded,

@@ -8,10 +8,14 @@
 //!   matching sentence-transformers' output. Usable and testable without
 //!   actix.
 //! - [`EmbedderHandle`]: a cloneable handle over [`EmbedWorker`] actors on a
-//!   `SyncArbiter` (one session per thread) with **dynamic batching**:
-//!   concurrent [`EmbedderHandle::embed`] calls are gathered for up to
-//!   `batch_wait_us` or `batch_max` texts and run as one batch. More than
-//!   `queue_limit` waiting texts are refused with [`EmbedError::Overloaded`].
+//!   `SyncArbiter` (one session per thread) with **prioritised dynamic
+//!   batching**: concurrent [`EmbedderHandle::embed`] calls (cache lookups)
+//!   are gathered for up to `batch_wait_us`, `batch_max` texts or
+//!   `max_batch_tokens` tokens and run as one batch, before any bulk work
+//!   ([`EmbedderHandle::embed_many`]), which runs in slices of
+//!   `bulk_slice_tokens`. More than `queue_limit` waiting texts (per queue)
+//!   are refused with [`EmbedError::Overloaded`]; [`EmbedderHandle::estimated_wait`]
+//!   tells how long a new lookup would wait. See `docs/embedder.md`.
 //!
 //! ## Long inputs
 //! A text longer than `max_tokens` tokens (special tokens included) keeps its
@@ -28,7 +32,9 @@ mod config;
 mod embedder;
 mod error;
 
-pub use actor::{EmbedBatch, EmbedStats, EmbedWorker, EmbedderHandle};
+pub use actor::{
+    retry_after_secs, EmbedBatch, EmbedStats, EmbedTokenIds, EmbedWorker, EmbedderHandle,
+};
 pub use config::{EmbedderConfig, Pooling, ORT_DYLIB_ENV};
 pub use embedder::{
     pretrim_text, truncate_ids, Embedder, TokenEmbeddings, PRETRIM_CHARS_PER_TOKEN,

@@ -496,7 +496,7 @@ impl SemanticCache {
         let limit = Duration::from_millis(self.config.max_embed_wait_ms);
         let overloaded = || GatewayError::Overloaded {
             what: "embedder",
-            retry_after_secs: retry_after_secs(self.embedder.estimated_wait()),
+            retry_after_secs: crate::embed::retry_after_secs(self.embedder.estimated_wait()),
         };
         if self.embedder.estimated_wait() > limit {
             return Err(overloaded());
@@ -547,11 +547,6 @@ impl SemanticCache {
         self.counters.stored.fetch_add(1, Ordering::Relaxed);
         Ok(ids.first().copied().unwrap_or_default())
     }
-}
-
-/// Whole seconds to tell a client to wait (at least 1).
-pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
-    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 pub(crate) fn embed_error(e: EmbedError) -> GatewayError {

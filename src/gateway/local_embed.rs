@@ -10,17 +10,20 @@
 //! The answer has OpenAI's shape: `float` or `base64` (little-endian f32) `encoding_format`,
 //! `dimensions` accepted only when it equals the model's, `usage.prompt_tokens` counted by the
 //! model's tokenizer as the model sees the text (special tokens in, truncated to
-//! `max_tokens`). A full embedder queue is a 503 with `Retry-After`, as on the cache path.
+//! `max_tokens`).
+//!
+//! These requests are the embedder's bulk work: they run after the cache's lookups, in
+//! slices of `embedder.bulk_slice_tokens`, and one request may hold at most
+//! `embedder.max_request_tokens` tokens (a 400 naming the limit beyond). A full bulk queue
+//! is a 503 whose `Retry-After` is the embedder's estimate of the work ahead.
 
-use super::cached::embed_error;
 use super::{CacheMeta, GatewayError, ParsedRequest, Reply, ReplyBody};
-use crate::embed::{pretrim_text, EmbedError, EmbedderConfig, EmbedderHandle};
+use crate::embed::{retry_after_secs, EmbedError, EmbedderConfig, EmbedderHandle};
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Instant;
-use tokenizers::Tokenizer;
 
 /// OpenAI's limit on inputs per embeddings request.
 const MAX_INPUTS: usize = 2048;
@@ -30,7 +33,6 @@ pub struct LocalEmbeddings {
     model_id: String,
     cfg: EmbedderConfig,
     handle: tokio::sync::OnceCell<Result<EmbedderHandle, EmbedError>>,
-    tokenizer: std::sync::OnceLock<Result<Tokenizer, String>>,
 }
 
 impl LocalEmbeddings {
@@ -55,7 +57,6 @@ impl LocalEmbeddings {
             model_id: format!("local/{}", cfg.serve_name),
             cfg: cfg.clone(),
             handle,
-            tokenizer: std::sync::OnceLock::new(),
         })
     }
 
@@ -73,34 +74,12 @@ impl LocalEmbeddings {
             .handle
             .get_or_init(|| async {
                 tracing::info!(model = %self.model_id, "starting the embedder for local embeddings");
-                EmbedderHandle::start(self.cfg.clone())
+                // Loads on the blocking pool: this HTTP worker keeps serving meanwhile.
+                EmbedderHandle::start_async(self.cfg.clone()).await
             })
             .await;
         r.as_ref()
             .map_err(|e| GatewayError::LocalEmbedder(e.to_string()))
-    }
-
-    fn tokenizer(&self) -> Result<&Tokenizer, GatewayError> {
-        self.tokenizer
-            .get_or_init(|| {
-                let mut t =
-                    Tokenizer::from_file(&self.cfg.tokenizer_path).map_err(|e| e.to_string())?;
-                t.with_truncation(None).map_err(|e| e.to_string())?;
-                t.with_padding(None);
-                Ok(t)
-            })
-            .as_ref()
-            .map_err(|e| GatewayError::LocalEmbedder(format!("cannot load the tokenizer: {e}")))
-    }
-
-    /// Tokens of `text` as the model sees it.
-    fn count_tokens(&self, text: &str) -> Result<usize, GatewayError> {
-        let t = self.tokenizer()?;
-        let trimmed = pretrim_text(text, self.cfg.max_tokens);
-        let enc = t
-            .encode_fast(trimmed.as_ref(), true)
-            .map_err(|e| GatewayError::LocalEmbedder(format!("tokenization failed: {e}")))?;
-        Ok(enc.len().min(self.cfg.max_tokens))
     }
 
     /// Answer an embeddings request for [`model_id`](Self::model_id).
@@ -130,20 +109,30 @@ impl LocalEmbeddings {
                 ))
             }
         }
-        let mut tokens = 0usize;
-        for t in &texts {
-            tokens += self.count_tokens(t)?;
-        }
+        let embedder = self.embedder().await?;
         let started = Instant::now();
-        let vectors = self
-            .embedder()
-            .await?
-            .embed_many(texts)
+        let limit = self.cfg.max_request_tokens;
+        let ids = embedder
+            .tokenize_many(texts, limit)
             .await
             .map_err(|e| match e {
-                EmbedError::Overloaded => embed_error(e),
+                EmbedError::TooManyTokens { limit } => GatewayError::invalid(
+                    format!(
+                        "The input holds more than {limit} tokens (this gateway's limit per request for '{}', embedder.max_request_tokens); send fewer or shorter texts.",
+                        self.model_id
+                    ),
+                    Some("input"),
+                ),
                 other => GatewayError::LocalEmbedder(other.to_string()),
             })?;
+        let tokens: usize = ids.iter().map(Vec::len).sum();
+        let vectors = embedder.embed_token_ids(ids).await.map_err(|e| match e {
+            EmbedError::Overloaded => GatewayError::Overloaded {
+                what: "embedder",
+                retry_after_secs: retry_after_secs(embedder.estimated_bulk_wait()),
+            },
+            other => GatewayError::LocalEmbedder(other.to_string()),
+        })?;
         let elapsed = started.elapsed();
         let data: Vec<Value> = vectors
             .iter()
