@@ -480,7 +480,7 @@ async fn slow_body_memory() {
 async fn overload_1200_unique_prompts() {
     let dir = tempfile::tempdir().unwrap();
     // The default embedding wait (the harness raises it for debug builds).
-    let h = Harness::start_cached("[cache]\nmax_embed_wait_ms = 250\n", dir.path());
+    let h = Harness::start_cached("[cache]\nmax_embed_wait_ms = 1000\n", dir.path());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(2000)
         .build()

@@ -154,7 +154,7 @@ impl Default for CacheConfig {
             index_dump_interval_secs: 300,
             max_partitions: 1000,
             on_overload: OnOverload::Bypass,
-            max_embed_wait_ms: 250,
+            max_embed_wait_ms: 1000,
         }
     }
 }
